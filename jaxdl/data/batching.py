@@ -1,0 +1,59 @@
+"""Batches of an in-memory dataset: a dict of arrays that share their first axis.
+
+Training batches are drawn from a permutation that depends only on a key, so a
+run resumed at any step sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+
+Dataset = Mapping[str, jax.Array]
+
+
+def dataset_size(data: Dataset) -> int:
+    """Number of examples; every array must have the same first axis."""
+    sizes = {name: jnp.shape(array)[0] if jnp.ndim(array) else None for name, array in data.items()}
+    if not sizes or len(set(sizes.values())) != 1 or None in sizes.values():
+        raise ValueError(f"a dataset is a dict of arrays sharing their first (example) axis; got sizes {sizes}")
+    return next(iter(sizes.values()))
+
+
+@jax.jit
+def _take(data: Dataset, indices: jax.Array) -> Dataset:
+    return {name: array[indices] for name, array in data.items()}
+
+
+def shuffled_batches(
+    data: Dataset, batch_size: int, key: jax.Array, *, start: int = 0
+) -> Iterator[Dataset]:
+    """One epoch of full batches in the order ``key`` shuffles to; the remainder is dropped.
+
+    ``start`` skips the first batches (to resume inside an epoch).
+    """
+    n = dataset_size(data)
+    order = jax.random.permutation(key, n)
+    for i in range(start, n // batch_size):
+        yield _take(data, order[i * batch_size : (i + 1) * batch_size])
+
+
+def eval_batches(data: Dataset, batch_size: int) -> Iterator[Dataset]:
+    """Every example once, in order, in batches of one shape.
+
+    The last batch is padded by repeating example 0 and carries a ``mask`` that
+    zeroes the padding (merged with the dataset's own ``mask``, if any).
+    """
+    n = dataset_size(data)
+    for begin in range(0, n, batch_size):
+        indices = jnp.arange(begin, begin + batch_size)
+        valid = indices < n
+        batch = _take(data, jnp.where(valid, indices, 0))
+        mask = valid.astype(jnp.float32)
+        if "mask" in batch:
+            own = batch["mask"]
+            mask = own * mask.reshape((-1,) + (1,) * (own.ndim - 1))
+        batch["mask"] = mask
+        yield batch

@@ -1,0 +1,303 @@
+"""Training: a train state, one pure jitted step, evaluation, and the ``fit`` loop.
+
+A batch is a dict ``{"x": inputs, "y": targets}`` with an optional ``"mask"``
+(0/1 or weights broadcastable to the per-example loss). A loss or metric is a
+function ``(outputs, targets, mask=None) -> scalar`` (see :mod:`jaxdl.losses`).
+
+The step is pure: ``step(state, batch) -> (state, metrics)``. Its randomness
+(dropout) comes from ``fold_in(state.key, state.step)``, and the data order of
+epoch ``e`` from ``fold_in(key, e)``, so a run restored from a checkpoint at any
+step continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from tqdm.auto import tqdm
+
+from jaxdl.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from jaxdl.data import dataset_size, eval_batches, shuffled_batches
+from jaxdl.metrics import accuracy
+
+LossFn = Callable[..., jax.Array]
+Batch = Mapping[str, jax.Array]
+DEFAULT_METRICS: Mapping[str, LossFn] = {"accuracy": accuracy}
+
+
+class TrainState(NamedTuple):
+    """Everything that changes while training: a pytree, saved whole in checkpoints."""
+
+    step: jax.Array  # int32 scalar: the number of updates done
+    params: Any
+    opt_state: optax.OptState
+    key: jax.Array  # typed PRNG key; per-step keys are folded from it
+
+    @classmethod
+    def create(cls, params, optimizer: optax.GradientTransformation, key: jax.Array) -> "TrainState":
+        return cls(jnp.zeros((), jnp.int32), params, optimizer.init(params), key)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float, checkpoint: str | None):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written"
+        super().__init__(
+            f"the training loss became {loss} at step {step}; training stopped and {kept}. "
+            "Try a smaller learning rate (--lr) or gradient clipping."
+        )
+
+
+def _stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Independent roots for per-step randomness and for the data order."""
+    step_root, shuffle_root = jax.random.split(key)
+    return step_root, shuffle_root
+
+
+def _evaluate_batch(apply_fn, loss_fn, metrics, params, batch, key, train):
+    outputs = apply_fn(params, batch["x"], key=key, train=train)
+    mask = batch.get("mask")
+    loss = loss_fn(outputs, batch["y"], mask)
+    return loss, {"loss": loss, **{name: fn(outputs, batch["y"], mask) for name, fn in metrics.items()}}
+
+
+def make_train_step(
+    apply_fn: Callable,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    metrics: Mapping[str, LossFn] = DEFAULT_METRICS,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """Build the jitted ``step(state, batch) -> (state, metrics)`` for a model, a loss and an optimizer.
+
+    Metrics are computed on the training outputs (``train=True``) of the batch.
+    """
+
+    def step(state: TrainState, batch: Batch):
+        key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
+        grad_fn = jax.value_and_grad(_evaluate_batch, argnums=3, has_aux=True)
+        (_, values), grads = grad_fn(apply_fn, loss_fn, metrics, state.params, batch, key, True)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state, state.key), values
+
+    return jax.jit(step)
+
+
+def make_eval_step(
+    apply_fn: Callable, loss_fn: LossFn, metrics: Mapping[str, LossFn] = DEFAULT_METRICS
+) -> Callable[[Any, Batch], dict]:
+    """Build the jitted ``eval_step(params, batch) -> metrics`` (``train=False``, no key).
+
+    The result also holds ``"weight"``: the sum of the batch's mask, or its size.
+    """
+
+    def eval_step(params, batch: Batch):
+        _, values = _evaluate_batch(apply_fn, loss_fn, metrics, params, batch, None, False)
+        mask = batch.get("mask")
+        weight = jnp.asarray(batch["y"].shape[0] if mask is None else mask.sum(), jnp.float32)
+        return {**values, "weight": weight}
+
+    return jax.jit(eval_step)
+
+
+def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[str, float]:
+    """Metrics over a whole dataset, each averaged over examples (or mask weights)."""
+    totals: dict[str, float] = {}
+    for values in jax.device_get([eval_step(params, batch) for batch in eval_batches(data, batch_size)]):
+        weight = float(values.pop("weight"))
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * weight
+        totals["weight"] = totals.get("weight", 0.0) + weight
+    weight = totals.pop("weight", 0.0)
+    return {name: total / max(weight, 1e-12) for name, total in totals.items()}
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    It reads only the history, so a resumed run decides as the original would.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    mode: str = "min"
+    min_delta: float = 0.0
+
+    def should_stop(self, history: list[dict]) -> bool:
+        values = [record[self.monitor] for record in history if self.monitor in record]
+        if len(values) <= self.patience:
+            return False
+        sign = 1.0 if self.mode == "min" else -1.0
+        best_before = min(sign * v for v in values[: -self.patience])
+        return all(sign * v > best_before - self.min_delta for v in values[-self.patience :])
+
+
+class FitResult(NamedTuple):
+    state: TrainState
+    history: list[dict]  # one record per epoch: epoch, step, time_s, train_*, val_*
+    compile_time_s: float  # the first step of this process, compilation included
+    train_time_s: float  # wall time of training, summed over resumed runs
+
+
+# Settings that may differ between a run and its resumption.
+RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress")
+
+
+def _check_resumable(saved: dict, config: dict, path) -> None:
+    changed = {
+        k: (saved.get(k), config.get(k))
+        for k in set(saved) | set(config)
+        if k not in RESUMABLE_SETTINGS and saved.get(k) != config.get(k)
+    }
+    if changed:
+        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
+        raise ValueError(
+            f"cannot resume from {path}: the run was started with other settings ({detail}). "
+            "Use the same settings, or a new output directory."
+        )
+
+
+def _fmt_metrics(record: Mapping[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith(("train_", "val_")))
+
+
+def fit(
+    state: TrainState,
+    train_step: Callable,
+    train_data: Batch,
+    *,
+    epochs: int,
+    batch_size: int,
+    eval_step: Callable | None = None,
+    eval_data: Batch | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int = 1,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    config: dict | None = None,
+    early_stopping: EarlyStopping | None = None,
+    log_every: int = 20,
+    progress: bool | None = None,
+    callbacks: Iterable[Callable[[TrainState, dict], None]] = (),
+) -> FitResult:
+    """Train for ``epochs`` epochs of shuffled full batches; evaluate after each epoch.
+
+    Args:
+      state: the initial :class:`TrainState` (also the structure a resumed run loads into).
+      train_step: from :func:`make_train_step`.
+      train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``.
+      eval_step, eval_data: from :func:`make_eval_step`, and the data it scores (``val_*``).
+      checkpoint_dir: where checkpoints go, every ``checkpoint_every`` epochs,
+        at the end, and when interrupted (Ctrl-C).
+      resume: continue from the latest checkpoint in ``checkpoint_dir``, if any.
+      config: the run's settings, saved with checkpoints; resuming with other
+        settings (but those in ``RESUMABLE_SETTINGS``) is refused.
+      log_every: steps between reads of the loss from the device (the progress
+        bar, and the NaN check, which names the exact step).
+      progress: show a progress bar (default: when stderr is a terminal).
+      callbacks: called as ``fn(state, record)`` after each epoch.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
+        bad state is written.
+    """
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    n = dataset_size(train_data)
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} examples)")
+    steps_per_epoch = n // batch_size
+    config = dict(config or {})
+    history: list[dict] = []
+    train_time = 0.0
+    found = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if found and not resume:
+        raise ValueError(
+            f"{checkpoint_dir} already holds checkpoints ({found.name}): resume from them "
+            "(resume=True, or --resume) or choose another directory"
+        )
+    if found:
+        checkpoint: Checkpoint = load_checkpoint(found, target=state)
+        _check_resumable(checkpoint.config, config, found)
+        state, history = checkpoint.state, list(checkpoint.meta.get("history", []))
+        train_time = float(checkpoint.meta.get("train_time_s", 0.0))
+    last_checkpoint = str(found) if found else None
+
+    train_data = jax.device_put(dict(train_data))
+    _, shuffle_root = _stream_keys(state.key)
+    step = start = int(state.step)
+    total = epochs * steps_per_epoch
+    compile_time = 0.0
+    sums: dict[str, float] = {}
+    pending: list[tuple[int, dict]] = []
+    bar = tqdm(total=total, initial=min(start, total), unit="step", dynamic_ncols=True,
+               disable=None if progress is None else not progress)
+
+    def drain() -> None:
+        """Read pending step metrics from the device; stop at the first non-finite loss."""
+        for at, values in jax.device_get(pending):
+            if not math.isfinite(values["loss"]):
+                raise NonFiniteLossError(at, float(values["loss"]), last_checkpoint)
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+        if pending:
+            bar.set_postfix(loss=f"{float(pending[-1][1]['loss']):.4g}", refresh=False)
+            bar.update(len(pending))
+        pending.clear()
+
+    def save() -> None:
+        nonlocal last_checkpoint
+        if checkpoint_dir:
+            meta = {"history": history, "train_time_s": train_time}
+            path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
+            last_checkpoint = str(path)
+
+    try:
+        while step < total:
+            epoch, offset = divmod(step, steps_per_epoch)
+            began = time.perf_counter()
+            sums.clear()
+            epoch_key = jax.random.fold_in(shuffle_root, epoch)
+            for batch in shuffled_batches(train_data, batch_size, epoch_key, start=offset):
+                if step == start:
+                    t0 = time.perf_counter()
+                    state, values = jax.block_until_ready(train_step(state, batch))
+                    compile_time = time.perf_counter() - t0
+                else:
+                    state, values = train_step(state, batch)
+                step += 1
+                pending.append((step, values))
+                if len(pending) >= log_every:
+                    drain()
+            drain()
+            seconds = time.perf_counter() - began
+            train_time += seconds
+            record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
+            record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
+            if eval_step is not None and eval_data is not None:
+                scores = evaluate(eval_step, state.params, eval_data, batch_size)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            history.append(record)
+            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}")
+            for callback in callbacks:
+                callback(state, record)
+            stop = early_stopping is not None and early_stopping.should_stop(history)
+            if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:
+                save()
+            if stop:
+                break
+    except KeyboardInterrupt:
+        drain()  # a state whose loss went non-finite is never saved
+        save()
+        raise
+    finally:
+        bar.close()
+    return FitResult(state, history, compile_time, train_time)
