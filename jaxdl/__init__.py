@@ -1,1 +1,50 @@
-"""jaxdl."""
+"""jaxdl: a JAX functional deep-learning toolkit that follows the lecture
+"A practical introduction to deep learning".
+
+Layers are pure ``(init, apply)`` pairs, parameters are plain dicts, randomness
+flows through explicit keys. The names a notebook user types are here::
+
+    import jaxdl as dl
+    model = dl.serial(dl.Dense(3), dl.Sigmoid(), dl.Dense(1))
+"""
+
+from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from jaxdl.layers import (
+    AvgPool,
+    Conv,
+    Dense,
+    Dropout,
+    Embedding,
+    FanInConcat,
+    FanInSum,
+    FanOut,
+    Flatten,
+    Identity,
+    Layer,
+    LayerError,
+    LayerNorm,
+    LogSoftmax,
+    MaxPool,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Step,
+    Tanh,
+    parallel,
+    serial,
+    summary,
+)
+from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
+from jaxdl.metrics import accuracy, confusion_matrix
+from jaxdl.models import mlp, perceptron
+from jaxdl.train import (
+    EarlyStopping,
+    NonFiniteLossError,
+    TrainState,
+    evaluate,
+    fit,
+    make_eval_step,
+    make_train_step,
+)
+
+__version__ = "0.1.0"

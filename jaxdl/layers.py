@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
+from jaxdl.tables import format_table
+
 Shape = tuple  # (batch, ...) with -1 for an unknown size, or a tuple of shapes
 Params = Any  # a pytree of dicts of arrays
 Initializer = Callable[..., jax.Array]  # jax.nn.initializers signature
@@ -550,14 +552,11 @@ def summary(model: Layer, input_shape: Shape, *, print_fn: Callable[[str], None]
     """
     rows: list = []
     _summary_rows(model, tuple(input_shape), "", 0, rows)
-    table = [("layer", "kind", "output shape", "params")]
-    table += [("  " * depth + name, kind, str(shape), f"{n:,}") for depth, name, kind, shape, n, _ in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        for row in table
-    ]
-    rule = "-" * len(lines[0])
+    table = format_table(
+        ("layer", "kind", "output shape", "params"),
+        [("  " * depth + name, kind, shape, f"{n:,}") for depth, name, kind, shape, n, _ in rows],
+        right=(3,),
+    )
     total, size = rows[0][4:]
-    print_fn("\n".join([lines[0], rule, *lines[1:], rule, f"total params: {total:,} ({size / 1024:,.1f} KiB)"]))
+    print_fn(f"{table}\ntotal params: {total:,} ({size / 1024:,.1f} KiB)")
     return total

@@ -1,0 +1,98 @@
+"""What every experiment script shares: its command-line flags, its output folder,
+and ``metrics.json`` (with timings and peak memory)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an int >= 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def experiment_parser(
+    description: str, *, out: str, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None
+) -> argparse.ArgumentParser:
+    """A parser with the flags shared by experiments: ``--seed --out --resume --progress``,
+    and ``--epochs --batch-size --lr`` for those that train (given a default)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed: the same seed gives the same run")
+    if epochs is not None:
+        parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training data")
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=positive_int, default=batch_size, help="examples per step")
+    if lr is not None:
+        parser.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
+    parser.add_argument("--out", type=Path, default=Path(out), help="folder for plots, checkpoints and metrics.json")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out/checkpoints")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="show progress bars (default: when the terminal is interactive)",
+    )
+    return parser
+
+
+def checkpoint_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """``--out/checkpoints``; refuses (as a usage error) to start a new run over an old one."""
+    directory = args.out / "checkpoints"
+    if not args.resume and any(directory.rglob("step_*.ckpt")):
+        parser.error(f"{args.out} already holds a run's checkpoints: add --resume to continue it, or choose another --out")
+    return directory
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """The flags as a JSON-ready dict (saved with checkpoints; resuming checks it)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
+    """Write ``metrics`` plus ``peak_rss_mb`` to ``out/metrics.json`` (atomically); return the path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

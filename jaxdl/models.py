@@ -1,0 +1,77 @@
+"""The lecture's models, composed from :mod:`jaxdl.layers`.
+
+Section 1: the threshold unit (perceptron) with its classic learning rule, and
+the multilayer perceptron.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxdl.layers import Dense, Layer, Sigmoid, Step, serial
+
+
+# ----------------------------------------------------------------------- perceptron
+def perceptron() -> Layer:
+    """A single threshold unit: ``y = 1 if sum_i x_i w_i > threshold else 0``.
+
+    Params: ``{"unit": {"w": (inputs, 1), "b": (1,)}}``; the threshold is ``-b``.
+    """
+    return serial(Dense(1, name="unit"), Step(), name="perceptron")
+
+
+def perceptron_threshold(params) -> jax.Array:
+    """The unit's threshold (a scalar): the unit fires when ``x . w > threshold``."""
+    return -params["unit"]["b"][0] + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def perceptron_learning_rule(
+    params, inputs: jax.Array, targets: jax.Array, *, epochs: int, lr: float = 1.0
+) -> tuple[dict, jax.Array]:
+    """Rosenblatt's rule, one example at a time: ``w += lr (t - y) x``; ``threshold -= lr (t - y)``.
+
+    Args:
+      params: the perceptron's params.
+      inputs: (N, inputs) examples; targets: (N,) of 0/1.
+      epochs: passes over the examples, in order.
+    Returns:
+      The learned params, and the number of wrong outputs in each epoch, (epochs,).
+    """
+    model = perceptron()
+    inputs = jnp.asarray(inputs, jnp.float32)
+    targets = jnp.asarray(targets, jnp.float32)
+
+    def learn_one(params, example):
+        x, t = example
+        error = t - model.apply(params, x[None])[0, 0]
+        unit = params["unit"]
+        unit = {"w": unit["w"] + lr * error * x[:, None], "b": unit["b"] + lr * error}
+        return {**params, "unit": unit}, error != 0
+
+    def epoch(params, _):
+        params, wrong = lax.scan(learn_one, params, (inputs, targets))
+        return params, wrong.sum()
+
+    return lax.scan(epoch, params, None, length=epochs)
+
+
+# ------------------------------------------------------------------------------ MLP
+def mlp(
+    hidden: Sequence[int],
+    outputs: int,
+    *,
+    activation: Callable[..., Layer] = Sigmoid,
+) -> Layer:
+    """A multilayer perceptron: (Dense -> activation) for each hidden size, then a Dense output.
+
+    Params: ``{"hidden1": ..., "hidden2": ..., "output": ...}`` (``"hidden"`` for one
+    hidden layer). The output is linear (logits): pair it with a loss from logits.
+    """
+    layers = []
+    for size in hidden:
+        layers += [Dense(size, name="hidden"), activation()]
+    return serial(*layers, Dense(outputs, name="output"), name="mlp")
