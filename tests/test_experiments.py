@@ -1,0 +1,181 @@
+"""The lecture's first section as experiment scripts: perceptron.py and xor.py."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.checkpoint import latest_checkpoint, load_checkpoint
+from jaxdl.losses import binary_cross_entropy
+from jaxdl.models import mlp
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load_experiment(name):
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+perceptron = load_experiment("perceptron")
+xor = load_experiment("xor")
+
+
+# ----------------------------------------------------------------------- perceptron
+def test_perceptron_learns_the_lecture_table_but_not_xor(tmp_path, capsys):
+    metrics = perceptron.main(["--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert metrics["lecture"]["accuracy"] == 1.0
+    assert metrics["lecture"]["first_epoch_without_mistake"] is not None
+    assert metrics["xor"]["accuracy"] <= 0.75
+    assert metrics["xor"]["first_epoch_without_mistake"] is None
+    # No threshold unit separates XOR: the best on a grid of weights gets 3 of 4 rows.
+    assert metrics["xor"]["best_line_accuracy"] == 0.75
+    assert metrics["lecture"]["best_line_accuracy"] == 1.0
+    # The tables show inputs, outputs and targets, and the learned weights and threshold.
+    assert "x1  x2  output  target" in printed
+    w1, w2 = metrics["lecture"]["weights"]
+    assert f"w1 = {w1:+.3f}, w2 = {w2:+.3f}, threshold = {metrics['lecture']['threshold']:+.3f}" in printed
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"train_time_s", "compile_time_s", "peak_rss_mb"} <= on_disk.keys()
+    assert (tmp_path / "lecture_decision.png").stat().st_size > 0
+
+
+def test_perceptron_learned_unit_really_computes_the_table(tmp_path):
+    metrics = perceptron.main(["--out", str(tmp_path), "--seed", "5"])
+    w = np.array(metrics["lecture"]["weights"])
+    outputs = (perceptron.INPUTS @ w > metrics["lecture"]["threshold"]).astype(np.float32)
+    np.testing.assert_array_equal(outputs, perceptron.TABLES["lecture"])
+
+
+def test_perceptron_resume_continues_to_the_same_weights(tmp_path):
+    straight = perceptron.main(["--out", str(tmp_path / "a"), "--epochs", "12"])
+    perceptron.main(["--out", str(tmp_path / "b"), "--epochs", "3"])
+    resumed = perceptron.main(["--out", str(tmp_path / "b"), "--epochs", "12", "--resume"])
+    for table in ("lecture", "xor"):
+        assert resumed[table]["weights"] == straight[table]["weights"]
+        assert resumed[table]["mistakes_per_epoch"] == straight[table]["mistakes_per_epoch"]
+
+
+# ------------------------------------------------------------------------------ xor
+@pytest.mark.parametrize("hidden", [2, 3, 4])
+def test_backprop_by_hand_equals_jax_grad(hidden):
+    _, params = mlp([hidden], 1).init(jax.random.key(hidden), (-1, 2))
+    params = jax.tree.map(lambda p: 3.0 * p, params)  # larger weights: less trivial gradients
+    x, y = jnp.asarray(xor.INPUTS), jnp.asarray(xor.TARGETS)
+    by_hand = xor.backprop_by_hand(params, x, y)
+    by_jax = jax.grad(lambda p: binary_cross_entropy(mlp([hidden], 1).apply(p, x), y))(params)
+    assert jax.tree.structure(by_hand) == jax.tree.structure(by_jax)
+    for hand, auto in zip(jax.tree.leaves(by_hand), jax.tree.leaves(by_jax)):
+        assert hand.shape == auto.shape
+        np.testing.assert_allclose(hand, auto, atol=1e-6, rtol=0)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(by_jax)) > 1e-3
+
+
+def test_xor_converges_and_writes_its_outputs(tmp_path, capsys):
+    metrics = xor.main(["--out", str(tmp_path), "--study-seeds", "4"])
+    printed = capsys.readouterr().out
+    assert metrics["accuracy"] == 1.0
+    assert metrics["loss"] < 0.01
+    assert metrics["chain_rule_max_abs_diff"] < 1e-6
+    assert "by hand" in printed and "jax.grad" in printed
+    assert set(metrics["convergence"]) == {"2", "3", "4"}
+    assert all(0 <= v["converged"] <= 4 and v["seeds"] == 4 for v in metrics["convergence"].values())
+    assert metrics["convergence"]["4"]["converged"] >= 3
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("accuracy", "loss", "train_time_s", "compile_time_s", "peak_rss_mb"):
+        assert isinstance(on_disk[key], float), key
+    for plot in ("loss.png", "decision_surface.png", "convergence.png"):
+        assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG"), plot
+
+
+def test_xor_gets_stuck_with_too_small_a_learning_rate(tmp_path):
+    """The convergence criterion is real: 200 epochs at lr 0.1 do not solve XOR."""
+    metrics = xor.main(["--out", str(tmp_path), "--epochs", "200", "--lr", "0.1", "--study-seeds", "0"])
+    assert metrics["loss"] > 0.5
+    assert "convergence" not in metrics
+
+
+def _run_xor(out, *extra):
+    command = [sys.executable, str(EXPERIMENTS / "xor.py"), "--out", str(out), "--study-seeds", "0", "--epochs", "3000"]
+    return subprocess.Popen([*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _final_params(out):
+    return load_checkpoint(latest_checkpoint(out / "checkpoints")).state["params"]
+
+
+def test_xor_killed_and_resumed_ends_with_the_same_parameters(tmp_path):
+    straight = _run_xor(tmp_path / "straight")
+    killed = _run_xor(tmp_path / "killed")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while latest_checkpoint(checkpoints) is None and time.monotonic() < deadline and killed.poll() is None:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    interrupted_at = load_checkpoint(latest_checkpoint(checkpoints)).state["step"]
+    assert 0 < interrupted_at < 3000
+
+    resumed = _run_xor(tmp_path / "killed", "--resume")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert straight.wait() == 0, straight.stderr.read()
+    a, b = _final_params(tmp_path / "straight"), _final_params(tmp_path / "killed")
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    history = load_checkpoint(latest_checkpoint(checkpoints)).meta["history"]
+    assert [r["epoch"] for r in history] == list(range(1, 3001))
+
+
+# --------------------------------------------------------------------- flags
+@pytest.mark.parametrize(
+    "script, flags, message",
+    [
+        (xor, ["--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
+        (xor, ["--lr", "-1"], "--lr: expected a positive finite number, got '-1'"),
+        (xor, ["--lr", "nan"], "--lr: expected a positive finite number, got 'nan'"),
+        (xor, ["--batch-size", "8"], "--batch-size must be at most 4"),
+        (xor, ["--momentum", "1.5"], "--momentum must be in [0, 1)"),
+        (xor, ["--seed", "-3"], "--seed: expected an integer >= 0"),
+        (perceptron, ["--epochs", "many"], "--epochs: expected a positive integer, got 'many'"),
+    ],
+)
+def test_invalid_flags_are_rejected_with_a_clear_message(script, flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([*flags, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", [xor, perceptron])
+def test_a_new_run_refuses_to_overwrite_an_old_one(script, tmp_path, capsys):
+    script.main(["--out", str(tmp_path), "--epochs", "3", *(["--study-seeds", "0"] if script is xor else [])])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(tmp_path), "--epochs", "3"])
+    assert "add --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["perceptron.py", "xor.py"])
+def test_help_documents_the_shared_flags(script):
+    text = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / script), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in ("--seed", "--epochs", "--lr", "--out", "--resume"):
+        assert flag in text
+    if script == "xor.py":
+        assert "--batch-size" in text and "--hidden" in text
