@@ -139,6 +139,11 @@ def _read_payload(path: Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}") from None
     header = len(MAGIC) + 32
     if not blob.startswith(MAGIC):
+        if MAGIC.startswith(blob):  # cut short inside the magic, or empty
+            raise CheckpointError(
+                f"{path} is truncated ({len(blob)} bytes, shorter than a checkpoint's header). "
+                "Delete it to resume from the checkpoint before it."
+            )
         raise CheckpointError(f"{path} is not a jaxdl checkpoint (its first bytes are not {MAGIC!r})")
     digest, payload = blob[len(MAGIC) : header], blob[header:]
     if len(digest) < 32 or hashlib.sha256(payload).digest() != digest:
@@ -152,8 +157,17 @@ def _read_payload(path: Path) -> dict:
     return contents
 
 
+def _leaf_paths(tree) -> set[str]:
+    return {jax.tree_util.keystr(where) for where, _ in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def _restore_into(target, state_dict, path: Path):
     host_target = _to_host(target)
+    expected, found = _leaf_paths(serialization.to_state_dict(host_target)), _leaf_paths(state_dict)
+    if expected != found:  # from_state_dict would silently drop what the target lacks
+        differences = (("missing from the checkpoint", expected - found), ("not in the target", found - expected))
+        detail = "; ".join(f"{what}: {', '.join(sorted(paths)[:5])}" for what, paths in differences if paths)
+        raise CheckpointError(f"{path} does not fit this model/optimizer: {detail}")
     try:
         restored = serialization.from_state_dict(host_target, state_dict)
     except (ValueError, KeyError, TypeError) as error:

@@ -12,6 +12,7 @@ step continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
@@ -136,7 +137,7 @@ class EarlyStopping(NamedTuple):
             return False
         sign = 1.0 if self.mode == "min" else -1.0
         best_before = min(sign * v for v in values[: -self.patience])
-        return all(sign * v > best_before - self.min_delta for v in values[-self.patience :])
+        return all(sign * v >= best_before - self.min_delta for v in values[-self.patience :])
 
 
 class FitResult(NamedTuple):
@@ -151,6 +152,7 @@ RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress")
 
 
 def _check_resumable(saved: dict, config: dict, path) -> None:
+    config = json.loads(json.dumps(config))  # as it was saved: tuples become lists
     changed = {
         k: (saved.get(k), config.get(k))
         for k in set(saved) | set(config)
@@ -260,8 +262,9 @@ def fit(
             path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
             last_checkpoint = str(path)
 
+    stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
     try:
-        while step < total:
+        while step < total and not stop:
             epoch, offset = divmod(step, steps_per_epoch)
             began = time.perf_counter()
             sums.clear()

@@ -1,0 +1,495 @@
+"""Training: the train state, the jitted step, evaluation, early stopping and ``fit``
+(checkpoints, resuming, non-finite losses, Ctrl-C, and runs killed with SIGKILL)."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxdl as dl
+from jaxdl.checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint
+from jaxdl.metrics import accuracy
+from jaxdl.train import (
+    EarlyStopping,
+    NonFiniteLossError,
+    TrainState,
+    evaluate,
+    fit,
+    make_eval_step,
+    make_train_step,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HELPER = REPO / "tests" / "helpers" / "train_and_die.py"
+BATCH_SIZE = 16
+STEPS_PER_EPOCH = 4  # 64 examples / 16
+
+
+# ----------------------------------------------------------------------- fixtures
+def toy_data(n=64, seed=0):
+    """Points in the plane; class 1 in the 1st and 3rd quadrants (XOR-like)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    return {"x": x, "y": (x[:, 0] * x[:, 1] > 0).astype(np.int32)}
+
+
+class Toy(NamedTuple):
+    model: dl.Layer
+    state: TrainState  # freshly initialised
+    train_step: Callable
+    eval_step: Callable
+    data: dict
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """A dropout MLP with adam; its jitted steps compile once for the whole module."""
+    model = dl.serial(dl.Dense(16), dl.Tanh(), dl.Dropout(0.3), dl.Dense(2))
+    _, params = model.init(jax.random.key(0), (-1, 2))
+    optimizer = optax.adam(0.05)
+    return Toy(
+        model,
+        TrainState.create(params, optimizer, jax.random.key(1)),
+        make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
+        make_eval_step(model.apply, dl.softmax_cross_entropy),
+        toy_data(),
+    )
+
+
+def run(toy, *, train_step=None, **kwargs):
+    """fit the toy model: 4 epochs of 4 steps, scored on its training data, unless told otherwise."""
+    kwargs = {"epochs": 4, "batch_size": BATCH_SIZE, "eval_step": toy.eval_step, "eval_data": toy.data,
+              "progress": False, **kwargs}
+    return fit(toy.state, train_step or toy.train_step, toy.data, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reference(toy):
+    """The uninterrupted 4-epoch run that interrupted and resumed runs must reproduce."""
+    return run(toy)
+
+
+class CountingStep:
+    """Wraps a train step (fit only needs ``(state, batch) -> (state, metrics)``) and counts calls.
+
+    ``before(update, batch)`` runs before each update, numbered from 1 over the
+    whole run (``state.step + 1``); it may raise, or return a batch to use instead.
+    """
+
+    def __init__(self, step, before=None):
+        self.step, self.before, self.calls = step, before, 0
+
+    def __call__(self, state, batch):
+        self.calls += 1
+        if self.before is not None:
+            batch = self.before(int(state.step) + 1, batch) or batch
+        return self.step(state, batch)
+
+
+def host(tree):
+    """Leaves as numpy arrays; typed PRNG keys as their key data."""
+
+    def to_numpy(x):
+        is_key = jax.dtypes.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key)
+        return np.asarray(jax.random.key_data(x) if is_key else x)
+
+    return jax.tree.map(to_numpy, tree)
+
+
+def assert_trees_equal(a, b):
+    """Same structure, dtypes and bits (PRNG keys compared by their data)."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(host(a)), jax.tree.leaves(host(b))):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def steps_on_disk(directory):
+    return [int(load_checkpoint(p).state["step"]) for p in list_checkpoints(directory)]
+
+
+# ------------------------------------------------------------------ state and step
+def test_train_state_create_starts_at_step_zero():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    optimizer = optax.adam(1e-3)
+    key = jax.random.key(7)
+    state = TrainState.create(params, optimizer, key)
+    assert state.step.shape == () and state.step.dtype == jnp.int32 and int(state.step) == 0
+    assert state.params is params
+    assert_trees_equal(state.opt_state, optimizer.init(params))
+    assert jnp.array_equal(jax.random.key_data(state.key), jax.random.key_data(key))
+
+
+def test_sgd_step_is_params_minus_lr_times_the_gradient():
+    model = dl.serial(dl.Dense(3), dl.Sigmoid(), dl.Dense(1))
+    _, params = model.init(jax.random.key(0), (-1, 2))
+    x = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
+    y = jnp.array([0, 1, 1, 0])
+    lr = 0.5
+    optimizer = optax.sgd(lr)
+    state = TrainState.create(params, optimizer, jax.random.key(3))
+
+    new_state, metrics = make_train_step(model.apply, dl.binary_cross_entropy, optimizer)(state, {"x": x, "y": y})
+
+    def loss(p):
+        return dl.binary_cross_entropy(model.apply(p, x), y)
+
+    grads = jax.grad(loss)(params)
+    expected = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert int(new_state.step) == 1
+    assert jnp.array_equal(jax.random.key_data(new_state.key), jax.random.key_data(state.key))
+    # the metrics are those of the params before the update
+    np.testing.assert_allclose(metrics["loss"], loss(params), rtol=1e-6)
+    np.testing.assert_allclose(metrics["accuracy"], accuracy(model.apply(params, x), y), rtol=1e-6)
+
+
+def test_step_randomness_depends_only_on_key_and_step(toy):
+    batch = {k: v[:BATCH_SIZE] for k, v in toy.data.items()}
+
+    def params_after(state):
+        return jax.tree.leaves(toy.train_step(state, batch)[0].params)
+
+    again = params_after(toy.state)
+    for a, b in zip(params_after(toy.state), again):
+        np.testing.assert_array_equal(a, b)  # pure: same state, same result
+    other_key = params_after(toy.state._replace(key=jax.random.key(2)))
+    other_step = params_after(toy.state._replace(step=jnp.ones((), jnp.int32)))
+    assert not all(np.array_equal(a, b) for a, b in zip(again, other_key)), "dropout ignores the key"
+    assert not all(np.array_equal(a, b) for a, b in zip(again, other_step)), "dropout ignores the step"
+
+
+# ---------------------------------------------------------------------- evaluation
+@pytest.mark.parametrize("batch_size", [3, 4, 10, 16])
+def test_evaluate_equals_a_full_batch_computation(toy, batch_size):
+    data = toy_data(n=10, seed=1)  # 10 is no multiple of 3, 4 or 16: the last batch is padded
+    outputs = toy.model.apply(toy.state.params, data["x"])
+    scores = evaluate(toy.eval_step, toy.state.params, data, batch_size)
+    assert set(scores) == {"loss", "accuracy"}
+    np.testing.assert_allclose(scores["loss"], dl.softmax_cross_entropy(outputs, data["y"]), rtol=1e-5)
+    np.testing.assert_allclose(scores["accuracy"], accuracy(outputs, data["y"]), rtol=1e-6)
+
+
+def test_evaluate_honours_the_datasets_own_mask(toy):
+    data = toy_data(n=10, seed=1)
+    mask = np.ones(10, np.float32)
+    mask[:4] = 0.0
+    scores = evaluate(toy.eval_step, toy.state.params, {**data, "mask": mask}, 4)
+    kept = toy.model.apply(toy.state.params, data["x"][4:])
+    np.testing.assert_allclose(scores["loss"], dl.softmax_cross_entropy(kept, data["y"][4:]), rtol=1e-5)
+    np.testing.assert_allclose(scores["accuracy"], accuracy(kept, data["y"][4:]), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ early stopping
+@pytest.mark.parametrize(
+    "mode, values, patience, min_delta, stop",
+    [
+        ("min", [1.0, 0.9, 0.95, 0.96], 2, 0.0, True),  # no better than 0.9 for 2 epochs
+        ("min", [1.0, 0.9, 0.95, 0.85], 2, 0.0, False),  # improved in the last epoch
+        ("min", [1.0, 0.9, 0.8], 2, 0.0, False),
+        ("min", [1.0, 1.0, 1.0], 2, 0.0, True),  # a flat plateau is no improvement
+        ("min", [1.0, 0.95, 0.96], 2, 0.1, True),  # improved, but by less than min_delta
+        ("min", [1.0, 0.85, 0.96], 2, 0.1, False),
+        ("min", [1.0, 2.0], 2, 0.0, False),  # not enough epochs to judge
+        ("max", [0.5, 0.8, 0.7, 0.75], 2, 0.0, True),
+        ("max", [0.5, 0.8, 0.7, 0.9], 2, 0.0, False),
+        ("max", [1.0, 1.0, 1.0], 2, 0.0, True),  # accuracy stuck at 1.0
+        ("max", [0.5, 0.55, 0.56], 2, 0.1, True),
+    ],
+)
+def test_early_stopping_should_stop(mode, values, patience, min_delta, stop):
+    stopper = EarlyStopping(monitor="val_x", patience=patience, mode=mode, min_delta=min_delta)
+    history = [{"epoch": i + 1, "val_x": v} for i, v in enumerate(values)]
+    assert stopper.should_stop(history) is stop
+    # records without the monitored value are skipped
+    assert stopper.should_stop([{"epoch": 0}] + history) is stop
+
+
+def test_early_stopping_needs_more_than_patience_values():
+    assert not EarlyStopping(monitor="val_loss", patience=3).should_stop([{"val_loss": 1.0}] * 3)
+    assert EarlyStopping(monitor="val_loss", patience=3).should_stop([{"val_loss": 1.0}] * 4)
+
+
+@pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("val_accuracy", "max")])
+def test_fit_stops_early_on_a_plateau(toy, tmp_path, monitor, mode):
+    def frozen(state, batch):  # a step that changes nothing but the count: every epoch scores the same
+        _, metrics = toy.train_step(state, batch)
+        return state._replace(step=state.step + 1), metrics
+
+    result = run(toy, epochs=10, train_step=frozen, checkpoint_dir=tmp_path, checkpoint_every=100,
+                 early_stopping=EarlyStopping(monitor=monitor, patience=2, mode=mode))
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert int(result.state.step) == 3 * STEPS_PER_EPOCH
+    # a stopped run is saved although checkpoint_every was not reached
+    assert steps_on_disk(tmp_path) == [3 * STEPS_PER_EPOCH]
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(toy, tmp_path):
+    # the loss falls, but by less than min_delta: no improvement that counts
+    settings = dict(epochs=10, checkpoint_dir=tmp_path, early_stopping=EarlyStopping(patience=2, min_delta=1.0))
+    result = run(toy, **settings)
+    assert len(result.history) == 3 and result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+    counted = CountingStep(toy.train_step)
+    again = run(toy, train_step=counted, resume=True, **settings)
+    assert counted.calls == 0
+    assert again.history == result.history
+    assert_trees_equal(again.state, result.state)
+
+
+# -------------------------------------------------------------------------- fit
+def test_fit_learns_and_records_one_history_record_per_epoch(toy):
+    result = run(toy, epochs=20)
+    history = result.history
+    assert [r["epoch"] for r in history] == list(range(1, 21))
+    assert [r["step"] for r in history] == [STEPS_PER_EPOCH * e for e in range(1, 21)]
+    assert int(result.state.step) == 20 * STEPS_PER_EPOCH
+    for record in history:
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "time_s"} <= set(record)
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert history[-1]["val_loss"] < 0.6 * history[0]["val_loss"]
+    assert history[-1]["val_accuracy"] >= 0.9 > history[0]["val_accuracy"]
+    # val_* is evaluate() of the params at the end of the epoch
+    scores = evaluate(toy.eval_step, result.state.params, toy.data, BATCH_SIZE)
+    assert history[-1]["val_loss"] == pytest.approx(scores["loss"], rel=1e-6)
+    assert history[-1]["val_accuracy"] == pytest.approx(scores["accuracy"], rel=1e-6)
+
+
+def test_fit_without_eval_data_records_only_train_metrics(toy):
+    result = run(toy, epochs=1, eval_step=None, eval_data=None)
+    (record,) = result.history
+    assert {"train_loss", "train_accuracy"} <= set(record)
+    assert not [k for k in record if k.startswith("val_")]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive int, got 0"),
+        ({"epochs": -1}, "epochs must be a positive int, got -1"),
+        ({"epochs": 2.5}, "epochs must be a positive int, got 2.5"),
+        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+        ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
+        ({"batch_size": 65}, r"batch_size 65 is larger than the training set \(64 examples\)"),
+        ({"log_every": 0}, "log_every must be a positive int, got 0"),
+    ],
+)
+def test_fit_rejects_invalid_sizes(toy, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        run(toy, checkpoint_dir=tmp_path, **settings)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_refuses_a_directory_with_checkpoints_unless_resuming(toy, tmp_path):
+    run(toy, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"already holds checkpoints \(step_000000004\.ckpt\).*resume"):
+        run(toy, epochs=2, checkpoint_dir=tmp_path)
+    assert steps_on_disk(tmp_path) == [STEPS_PER_EPOCH]
+
+
+def test_fit_refuses_to_resume_with_other_settings(toy, tmp_path):
+    run(toy, epochs=1, checkpoint_dir=tmp_path, config={"epochs": 1, "lr": 0.05, "hidden": 16})
+    with pytest.raises(ValueError, match=r"cannot resume .*step_000000004\.ckpt.*lr: 0\.05 -> 0\.1"):
+        run(toy, epochs=2, checkpoint_dir=tmp_path, resume=True, config={"epochs": 2, "lr": 0.1, "hidden": 16})
+    with pytest.raises(ValueError, match=r"hidden: 16 -> None"):  # a setting left out is a change too
+        run(toy, epochs=2, checkpoint_dir=tmp_path, resume=True, config={"epochs": 2, "lr": 0.05})
+
+
+def test_fit_resumes_with_more_epochs_as_if_never_stopped(toy, tmp_path, reference):
+    # tuples are saved as JSON lists: the resumed run's tuple must still count as the same setting
+    config = {"lr": 0.05, "hidden": (16,)}
+    first = run(toy, epochs=2, checkpoint_dir=tmp_path, config={**config, "epochs": 2})
+    assert len(first.history) == 2
+    counted = CountingStep(toy.train_step)
+    resumed = run(toy, train_step=counted, epochs=4, checkpoint_dir=tmp_path, resume=True,
+                  config={**config, "epochs": 4})
+    assert counted.calls == 2 * STEPS_PER_EPOCH
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in reference.history]
+    assert_trees_equal(resumed.state, reference.state)
+    assert load_checkpoint(tmp_path).config["epochs"] == 4
+
+
+def test_fit_resuming_a_finished_run_does_nothing(toy, tmp_path, reference):
+    run(toy, checkpoint_dir=tmp_path)
+    counted = CountingStep(toy.train_step)
+    again = run(toy, train_step=counted, checkpoint_dir=tmp_path, resume=True)
+    assert counted.calls == 0
+    assert again.history == load_checkpoint(tmp_path).meta["history"]
+    assert_trees_equal(again.state.params, reference.state.params)
+
+
+def test_fit_keeps_the_newest_checkpoints(toy, tmp_path):
+    run(toy, checkpoint_dir=tmp_path, keep_checkpoints=2)
+    assert steps_on_disk(tmp_path) == [12, 16]
+    meta = load_checkpoint(tmp_path).meta
+    assert [r["epoch"] for r in meta["history"]] == [1, 2, 3, 4] and meta["train_time_s"] > 0
+
+
+# -------------------------------------------------------------- non-finite losses
+@pytest.mark.parametrize(
+    "bad_step, log_every, last_good",
+    [
+        (1, 20, None),  # no checkpoint yet
+        (6, 20, 4),  # inside epoch 2; read from the device at the end of the epoch
+        (6, 1, 4),  # read at once
+        (8, 20, 4),  # the last step of epoch 2: epoch 2 must not be saved
+        (13, 3, 12),
+    ],
+)
+def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(toy, tmp_path, bad_step, log_every, last_good):
+    def poison(update, batch):  # a NaN input makes that step's loss (and every later one) NaN
+        if update == bad_step:
+            return {**batch, "x": jnp.full_like(batch["x"], jnp.nan)}
+
+    with pytest.raises(NonFiniteLossError) as caught:
+        run(toy, train_step=CountingStep(toy.train_step, poison), checkpoint_dir=tmp_path,
+            keep_checkpoints=100, log_every=log_every)
+    error = caught.value
+    assert error.step == bad_step and np.isnan(error.loss)
+    assert f"became nan at step {bad_step};" in str(error)
+    assert all(step < bad_step for step in steps_on_disk(tmp_path))
+    if last_good is None:
+        assert error.checkpoint is None and "no checkpoint was written" in str(error)
+        assert list_checkpoints(tmp_path) == []
+    else:
+        assert error.checkpoint == str(checkpoint_path(tmp_path, last_good)) and error.checkpoint in str(error)
+        assert steps_on_disk(tmp_path)[-1] == last_good
+        saved = load_checkpoint(error.checkpoint, target=toy.state).state
+        assert int(saved.step) == last_good
+        assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved.params))
+
+
+def test_a_diverging_learning_rate_stops_at_the_first_non_finite_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(32, 2)).astype(np.float32), "y": rng.normal(size=(32, 1)).astype(np.float32)}
+    model = dl.serial(dl.Dense(1))
+    _, params = model.init(jax.random.key(0), (-1, 2))
+    optimizer = optax.sgd(100.0)  # the weights grow ~100x per step until the loss overflows
+    step = make_train_step(model.apply, dl.mean_squared_error, optimizer, metrics={})
+    losses = []
+
+    def observed(state, batch):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+        return state, metrics
+
+    with pytest.raises(NonFiniteLossError) as caught:
+        fit(TrainState.create(params, optimizer, jax.random.key(0)), observed, data, epochs=20, batch_size=8,
+            checkpoint_dir=tmp_path, keep_checkpoints=100, progress=False)
+    first_bad = next(i for i, loss in enumerate(losses, 1) if not np.isfinite(loss))
+    assert first_bad > 4, "the loss should stay finite for the first epoch"
+    assert caught.value.step == first_bad and f"at step {first_bad};" in str(caught.value)
+    assert Path(caught.value.checkpoint) == latest_checkpoint(tmp_path)
+    assert all(step < first_bad for step in steps_on_disk(tmp_path))
+    saved = load_checkpoint(caught.value.checkpoint).state
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved["params"]))
+
+
+# ------------------------------------------------------------------------ Ctrl-C
+def interrupt_in_callback(state, record):
+    if record["epoch"] == 2:
+        raise KeyboardInterrupt
+
+
+def interrupt_before_update_6(update, batch):
+    if update == 6:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "where, saved_step",
+    [("callback", 8), ("step", 5)],  # after epoch 2's record; inside epoch 2, after 5 updates
+    ids=["in-callback", "mid-epoch"],
+)
+def test_keyboard_interrupt_saves_and_the_resumed_run_matches(toy, tmp_path, reference, where, saved_step):
+    settings = dict(checkpoint_dir=tmp_path, checkpoint_every=3)  # no regular save before epoch 3
+    interrupted = dict(settings)
+    if where == "callback":
+        interrupted["callbacks"] = [interrupt_in_callback]
+    else:
+        interrupted["train_step"] = CountingStep(toy.train_step, interrupt_before_update_6)
+    with pytest.raises(KeyboardInterrupt):
+        run(toy, **interrupted)
+    assert steps_on_disk(tmp_path) == [saved_step]
+    assert len(load_checkpoint(tmp_path).meta["history"]) == saved_step // STEPS_PER_EPOCH
+
+    counted = CountingStep(toy.train_step)
+    resumed = run(toy, train_step=counted, resume=True, **settings)
+    assert counted.calls == 4 * STEPS_PER_EPOCH - saved_step
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert_trees_equal(resumed.state.params, reference.state.params)
+    assert_trees_equal(resumed.state.opt_state, reference.state.opt_state)
+    assert resumed.history[-1]["val_loss"] == reference.history[-1]["val_loss"]
+
+
+# ------------------------------------------------------------- SIGKILL and resume
+@pytest.fixture(scope="module")
+def child_env(tmp_path_factory):
+    """Environment for helper processes: a shared persistent compilation cache keeps them fast."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+
+def train_and_die(directory, out, env, *extra):
+    return subprocess.run(
+        [sys.executable, str(HELPER), "--checkpoint-dir", str(directory), "--out-params", str(out), *extra],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, child_env):
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    done = train_and_die(directory / "checkpoints", directory / "params.npz", child_env)
+    assert done.returncode == 0, done.stderr
+    params = dict(np.load(directory / "params.npz"))
+    assert int(params.pop("steps_run")) == 16
+    return params
+
+
+@pytest.mark.parametrize(
+    "die, on_disk",
+    [
+        # fit saves after the callbacks: killed in epoch 2's callback, epoch 1 is the latest checkpoint
+        (["--die-after-epoch", "2"], 4),
+        (["--die-at-step", "7"], 4),  # killed inside epoch 2
+        (["--die-after-epoch", "4"], 12),  # killed before the final save
+    ],
+    ids=["after-epoch-2", "at-step-7", "after-epoch-4"],
+)
+def test_a_killed_run_resumes_to_the_same_params(tmp_path, child_env, uninterrupted, die, on_disk):
+    checkpoints, out = tmp_path / "checkpoints", tmp_path / "params.npz"
+    killed = train_and_die(checkpoints, out, child_env, *die)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists()
+    assert latest_checkpoint(checkpoints) == checkpoint_path(checkpoints, on_disk)
+
+    resumed = train_and_die(checkpoints, out, child_env)
+    assert resumed.returncode == 0, resumed.stderr
+    got = dict(np.load(out))
+    assert int(got.pop("steps_run")) == 16 - on_disk  # it went on from the checkpoint
+    assert sorted(got) == sorted(uninterrupted)
+    params = [k for k in got if k.startswith("params/")]
+    assert len(params) == 4
+    for name in params:
+        assert got[name].dtype == uninterrupted[name].dtype
+        assert np.array_equal(got[name], uninterrupted[name]), name
+    assert int(got["step"]) == int(uninterrupted["step"]) == 16
+    assert got["epoch"].tolist() == uninterrupted["epoch"].tolist() == [1, 2, 3, 4]
+    assert np.array_equal(got["train_loss"], uninterrupted["train_loss"])
+    assert np.array_equal(got["val_loss"], uninterrupted["val_loss"])
+    assert steps_on_disk(checkpoints)[-1] == 16
