@@ -504,7 +504,8 @@ def FanInConcat(axis: int = -1, *, name: str = "faninconcat") -> Layer:
     def init(key, input_shape):
         first = list(input_shape[0])
         ax = axis % len(first)
-        first[ax] = sum(shape[ax] for shape in input_shape)
+        sizes = [shape[ax] for shape in input_shape]
+        first[ax] = -1 if min(sizes) < 0 else sum(sizes)  # unknown stays -1, not -n
         return tuple(first), {}
 
     def apply(params, inputs, *, key=None, train=False):

@@ -14,11 +14,15 @@ import optax
 
 
 def weighted_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Mean of ``values``, weighted by ``mask`` (broadcast to its shape) when given."""
+    """Mean of ``values``, weighted by ``mask`` (broadcast to its shape) when given.
+
+    Masked-out values are dropped, not multiplied by 0: a NaN there (say, the loss
+    of an out-of-range padding label) must not turn the mean into NaN.
+    """
     if mask is None:
         return values.mean()
     mask = jnp.broadcast_to(jnp.asarray(mask, values.dtype), values.shape)
-    return (values * mask).sum() / jnp.maximum(mask.sum(), 1e-12)
+    return jnp.where(mask != 0, values * mask, 0).sum() / jnp.maximum(mask.sum(), 1e-12)
 
 
 def _check_shapes(name: str, predictions, targets, expected: tuple) -> None:

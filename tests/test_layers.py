@@ -1,0 +1,686 @@
+"""Tests of jaxdl.layers: shape inference, gradients, numerics, dropout, errors, combinators, summary."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+from jaxdl.layers import (
+    AvgPool,
+    Conv,
+    Dense,
+    Dropout,
+    Embedding,
+    FanInConcat,
+    FanInSum,
+    FanOut,
+    Flatten,
+    Identity,
+    Layer,
+    LayerError,
+    LayerNorm,
+    LogSoftmax,
+    MaxPool,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Step,
+    Tanh,
+    abstract_init,
+    count_params,
+    parallel,
+    serial,
+    summary,
+)
+
+KEY = jax.random.key(0)
+PROPERTY = settings(max_examples=20, deadline=None)
+ACTIVATIONS = [Step, Sigmoid, Tanh, ReLU, Softmax, LogSoftmax, Identity]
+
+
+# ------------------------------------------------------------------------ helpers
+def is_shape(spec) -> bool:
+    """A shape is a tuple of ints; anything else here is a tuple of shapes."""
+    return all(isinstance(d, int) for d in spec)
+
+
+def with_batch(spec, batch: int):
+    """(d1, ...) -> (batch, d1, ...), through nested tuples of shapes."""
+    return (batch, *spec) if is_shape(spec) else tuple(with_batch(s, batch) for s in spec)
+
+
+def set_batch(shape, batch: int):
+    """Replace the leading axis of every shape in a (nested) output shape."""
+    return (batch, *shape[1:]) if is_shape(shape) else tuple(set_batch(s, batch) for s in shape)
+
+
+def random_input(shape, seed: int = 0, vocab: int = 0, dtype=jnp.float32):
+    """Normal floats (or ids below ``vocab``) of ``shape``, through nested tuples of shapes.
+
+    NumPy makes the data: jax.random would compile its ops anew for every shape.
+    """
+    if not is_shape(shape):
+        return tuple(random_input(s, seed + i, vocab, dtype) for i, s in enumerate(shape))
+    rng = np.random.default_rng(seed)
+    if vocab:
+        return jnp.asarray(rng.integers(0, vocab, shape), jnp.int32)
+    return jnp.asarray(rng.standard_normal(shape), dtype)
+
+
+def shapes_of(outputs):
+    """The shape of an array, or the tuple of shapes of a tuple of arrays."""
+    return tuple(shapes_of(o) for o in outputs) if isinstance(outputs, tuple) else tuple(outputs.shape)
+
+
+def random_params(layer, input_shape, seed: int = 1, dtype=jnp.float32):
+    """Params of the shapes ``layer.init`` gives, filled with normal noise (biases and scales too)."""
+    _, params = abstract_init(layer, input_shape)
+    leaves, tree = jax.tree.flatten(params)
+    return jax.tree.unflatten(tree, [random_input(p.shape, seed + i, dtype=dtype) for i, p in enumerate(leaves)])
+
+
+def distinct(shape, seed: int = 0, dtype=jnp.float32):
+    """Values spaced 4/n apart, none within 1/n of 0: no ties for max, no ReLU kinks."""
+    n = int(np.prod(shape))
+    perm = np.random.default_rng(seed).permutation(n)
+    return jnp.asarray((perm + 0.75 - n / 2) * (4 / n), dtype).reshape(shape)
+
+
+# --------------------------------------------------------------- 1. shape inference
+class Case(NamedTuple):
+    layer: Layer
+    shape: tuple  # input shape without the batch axis (or a tuple of them)
+    vocab: int = 0  # > 0: the input is token ids
+    train: bool = False
+
+
+dims = st.integers(1, 5)
+paddings = st.sampled_from(["SAME", "VALID"])
+int_or_pair = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))
+
+
+def as_pair(value):
+    return (value, value) if isinstance(value, int) else value
+
+
+@st.composite
+def image_shape(draw, window, padding):
+    """(H, W, C) that a ``window`` fits under ``padding``."""
+    kh, kw = as_pair(window)
+    low_h, low_w = (kh, kw) if padding == "VALID" else (1, 1)
+    return (draw(st.integers(low_h, 8)), draw(st.integers(low_w, 8)), draw(st.integers(1, 3)))
+
+
+@st.composite
+def dense_cases(draw):
+    return Case(Dense(draw(dims)), (*draw(st.lists(dims, max_size=2)), draw(dims)))
+
+
+@st.composite
+def conv_cases(draw):
+    kernel, strides, padding = draw(int_or_pair), draw(int_or_pair), draw(paddings)
+    layer = Conv(draw(dims), kernel, strides=strides, padding=padding)
+    return Case(layer, draw(image_shape(kernel, padding)))
+
+
+@st.composite
+def pool_cases(draw, make):
+    window, padding = draw(int_or_pair), draw(paddings)
+    strides = draw(st.one_of(st.none(), int_or_pair))
+    return Case(make(window, strides, padding), draw(image_shape(window, padding)))
+
+
+@st.composite
+def flatten_cases(draw):
+    return Case(Flatten(), tuple(draw(st.lists(dims, min_size=1, max_size=3))))
+
+
+@st.composite
+def dropout_cases(draw):
+    layer = Dropout(draw(st.floats(0.0, 0.9)))
+    return Case(layer, tuple(draw(st.lists(dims, max_size=3))), train=draw(st.booleans()))
+
+
+@st.composite
+def embedding_cases(draw):
+    vocab = draw(st.integers(1, 10))
+    return Case(Embedding(vocab, draw(dims)), tuple(draw(st.lists(dims, max_size=2))), vocab=vocab)
+
+
+@st.composite
+def layernorm_cases(draw):
+    return Case(LayerNorm(), (*draw(st.lists(dims, max_size=2)), draw(dims)))
+
+
+@st.composite
+def elementwise_cases(draw, make):
+    return Case(make(), tuple(draw(st.lists(dims, min_size=1, max_size=3))))
+
+
+# Layers that take any float (..., F): the pieces of random serial stacks.
+vector_layers = st.one_of(
+    st.builds(Dense, dims),
+    st.builds(LayerNorm),
+    st.builds(Dropout, st.floats(0.0, 0.9)),
+    st.sampled_from(ACTIVATIONS).map(lambda make: make()),
+)
+
+
+@st.composite
+def serial_cases(draw):
+    nest = lambda inner: st.lists(inner, min_size=1, max_size=3).map(lambda ls: serial(*ls))  # noqa: E731
+    stacks = st.recursive(vector_layers, nest, max_leaves=6)
+    layers = draw(st.lists(stacks, min_size=1, max_size=4))
+    return Case(serial(*layers), (*draw(st.lists(dims, max_size=1)), draw(dims)), train=draw(st.booleans()))
+
+
+@st.composite
+def parallel_cases(draw):
+    branches = st.one_of(dense_cases(), conv_cases(), pool_cases(MaxPool), flatten_cases(), layernorm_cases())
+    cases = draw(st.lists(branches, min_size=1, max_size=3))
+    return Case(parallel(*(c.layer for c in cases)), tuple(c.shape for c in cases))
+
+
+@st.composite
+def fanout_cases(draw):
+    return Case(FanOut(draw(st.integers(1, 3))), (draw(dims), draw(dims)))
+
+
+@st.composite
+def fanin_sum_cases(draw):
+    """serial(FanOut(n), parallel(n branches with equal outputs), FanInSum())."""
+    features = draw(dims)
+    out = draw(st.one_of(st.just(features), dims))
+    choices = [Dense(out), serial(Dense(out), Tanh())] + ([Identity(), LayerNorm()] if out == features else [])
+    branches = draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3))
+    model = serial(FanOut(len(branches)), parallel(*branches), FanInSum())
+    return Case(model, (draw(dims), features))
+
+
+@st.composite
+def fanin_concat_cases(draw):
+    """serial(FanOut(n), parallel(n Dense), FanInConcat(axis)) on (N, T, F)."""
+    axis = draw(st.sampled_from([0, 1, -2, -1]))
+    n = draw(st.integers(1, 3))
+    outs = [draw(dims) for _ in range(n)] if axis == -1 else [draw(dims)] * n
+    model = serial(FanOut(n), parallel(*map(Dense, outs)), FanInConcat(axis))
+    return Case(model, (draw(dims), draw(dims)))
+
+
+SHAPE_CASES = {
+    "dense": dense_cases(),
+    "conv": conv_cases(),
+    "maxpool": pool_cases(MaxPool),
+    "avgpool": pool_cases(AvgPool),
+    "flatten": flatten_cases(),
+    "dropout": dropout_cases(),
+    "embedding": embedding_cases(),
+    "layernorm": layernorm_cases(),
+    **{make.__name__.lower(): elementwise_cases(make) for make in ACTIVATIONS},
+    "serial": serial_cases(),
+    "parallel": parallel_cases(),
+    "fanout": fanout_cases(),
+    "fanout-parallel-faninsum": fanin_sum_cases(),
+    "fanout-parallel-faninconcat": fanin_concat_cases(),
+}
+
+
+def abstract_input(shape, vocab: int = 0):
+    """A ShapeDtypeStruct (ids when ``vocab``) for ``shape``, through nested tuples of shapes."""
+    if not is_shape(shape):
+        return tuple(abstract_input(s, vocab) for s in shape)
+    return jax.ShapeDtypeStruct(shape, jnp.int32 if vocab else jnp.float32)
+
+
+@pytest.mark.parametrize("cases", SHAPE_CASES.values(), ids=SHAPE_CASES.keys())
+@PROPERTY
+@given(data=st.data(), batch=st.integers(1, 3))
+def test_apply_output_shape_is_the_inferred_shape(cases, data, batch):
+    # Both init and apply run under jax.eval_shape: the shapes are exactly those of
+    # a real call, without compiling every op for every random shape (real calls
+    # are covered by the numerics and gradient tests below).
+    case = data.draw(cases)
+    inferred, params = abstract_init(case.layer, with_batch(case.shape, batch))
+    apply = partial(case.layer.apply, key=jax.random.key(2), train=case.train)
+    y = jax.eval_shape(apply, params, abstract_input(with_batch(case.shape, batch), case.vocab))
+    assert shapes_of(y) == inferred
+    unknown, unknown_params = abstract_init(case.layer, with_batch(case.shape, -1))
+    assert unknown == set_batch(inferred, -1)
+    assert jax.tree.map(jnp.shape, unknown_params) == jax.tree.map(jnp.shape, params)
+
+
+# ---------------------------------------------------------------------- 2. gradients
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+GRAD_CASES = {
+    "dense": (Dense(3), (2, 4)),
+    "dense-leading-axes": (Dense(2), (2, 3, 4)),
+    "conv-same": (Conv(3, 3), (2, 5, 5, 2)),
+    "conv-valid-strided": (Conv(2, (2, 3), strides=2, padding="VALID"), (1, 6, 7, 2)),
+    "conv-same-strided": (Conv(2, (3, 1), strides=(1, 2)), (1, 5, 6, 3)),
+    "layernorm": (LayerNorm(), (3, 5)),
+    "maxpool": (MaxPool(2), (2, 4, 4, 2)),
+    "maxpool-same-strided": (MaxPool(3, strides=2, padding="SAME"), (1, 5, 5, 2)),
+    "avgpool": (AvgPool(2), (2, 4, 4, 2)),
+    "avgpool-same": (AvgPool((2, 3), strides=1, padding="SAME"), (1, 4, 5, 2)),
+    "flatten": (Flatten(), (2, 3, 2)),
+    "sigmoid": (Sigmoid(), (3, 4)),
+    "tanh": (Tanh(), (3, 4)),
+    "relu": (ReLU(), (3, 4)),
+    "softmax": (Softmax(), (3, 4)),
+    "softmax-axis0": (Softmax(axis=0), (3, 4)),
+    "logsoftmax": (LogSoftmax(), (3, 4)),
+    "identity": (Identity(), (3, 4)),
+    "step": (Step(), (3, 4)),
+    "mlp": (serial(Dense(4), Tanh(), LayerNorm(), Dense(2), LogSoftmax()), (3, 5)),
+    "residual": (serial(FanOut(2), parallel(serial(Dense(3), Sigmoid()), Identity()), FanInSum()), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("layer, shape", GRAD_CASES.values(), ids=GRAD_CASES.keys())
+def test_gradients_match_finite_differences(x64, layer, shape):
+    params = random_params(layer, shape, dtype=jnp.float64)
+    x = distinct(shape, dtype=jnp.float64)
+    check_grads(lambda p, x: layer.apply(p, x), (params, x), order=1, modes=["rev"])
+
+
+def test_second_order_gradients_of_a_smooth_stack(x64):
+    layer, shape = GRAD_CASES["mlp"]
+    params, x = random_params(layer, shape, dtype=jnp.float64), distinct(shape, dtype=jnp.float64)
+    check_grads(lambda p, x: layer.apply(p, x), (params, x), order=2, modes=["rev"])
+
+
+def test_dropout_gradient_with_a_fixed_key(x64):
+    layer = Dropout(0.4)
+    x = distinct((4, 5), dtype=jnp.float64)
+    check_grads(lambda x: layer.apply({}, x, key=jax.random.key(3), train=True), (x,), order=2, modes=["rev"])
+
+
+def test_embedding_gradient_accumulates_repeated_ids(x64):
+    layer = Embedding(6, 3)
+    params = random_params(layer, (2, 4), dtype=jnp.float64)
+    ids = jnp.array([[0, 2, 2, 5], [5, 5, 1, 2]])
+    check_grads(lambda p: jnp.tanh(layer.apply(p, ids)), (params,), order=2, modes=["rev"])
+    counts = jax.grad(lambda p: layer.apply(p, ids).sum())(params)["table"][:, 0]
+    np.testing.assert_array_equal(counts, [1, 1, 3, 0, 0, 3])
+
+
+def test_step_has_zero_gradient():
+    grad = jax.grad(lambda x: Step().apply({}, x).sum())(jnp.linspace(-2.0, 2.0, 7))
+    np.testing.assert_array_equal(grad, np.zeros(7))
+
+
+# ----------------------------------------------------------- 3. numerics vs flax.linen
+def assert_close(actual, expected, tol=1e-5):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol, atol=tol)
+
+
+def init_random(layer, shape, vocab=0):
+    """Random params (biases and scales too) and a random input for ``layer``."""
+    return random_params(layer, shape), random_input(shape, 2, vocab)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 5, 3)])
+def test_dense_matches_flax(shape):
+    params, x = init_random(Dense(6), shape)
+    flax_params = {"kernel": params["w"], "bias": params["b"]}
+    assert_close(Dense(6).apply(params, x), nn.Dense(6).apply({"params": flax_params}, x))
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, shape",
+    [
+        ((3, 3), (1, 1), "SAME", (2, 7, 7, 3)),
+        ((3, 3), (1, 1), "VALID", (2, 7, 7, 3)),
+        ((2, 3), (2, 2), "SAME", (1, 7, 8, 2)),
+        ((3, 2), (2, 3), "VALID", (1, 9, 8, 2)),
+        ((1, 1), (1, 1), "VALID", (2, 4, 4, 3)),
+    ],
+)
+def test_conv_matches_flax(kernel, strides, padding, shape):
+    layer = Conv(5, kernel, strides=strides, padding=padding)
+    params, x = init_random(layer, shape)
+    flax_conv = nn.Conv(5, kernel_size=kernel, strides=strides, padding=padding)
+    expected = flax_conv.apply({"params": {"kernel": params["w"], "bias": params["b"]}}, x)
+    assert layer.init(KEY, shape)[0] == expected.shape
+    assert_close(layer.apply(params, x), expected)
+
+
+@pytest.mark.parametrize(
+    "window, strides, padding",
+    [((2, 2), None, "VALID"), ((3, 3), (2, 2), "SAME"), ((2, 3), (1, 2), "VALID"), ((3, 2), (1, 1), "SAME")],
+)
+@pytest.mark.parametrize("ours, theirs", [(MaxPool, nn.max_pool), (AvgPool, nn.avg_pool)], ids=["max", "avg"])
+def test_pools_match_flax(ours, theirs, window, strides, padding):
+    layer = ours(window, strides, padding)
+    x = random_input((2, 7, 6, 3))
+    expected = theirs(x, window, strides=strides or window, padding=padding)  # flax's default stride is 1
+    assert layer.init(KEY, x.shape)[0] == expected.shape
+    assert_close(layer.apply({}, x), expected)
+
+
+def test_layernorm_matches_flax():
+    params, x = init_random(LayerNorm(), (3, 4, 8))
+    x = 3.0 * x + 1.5  # a non-zero mean and non-unit variance to remove
+    assert_close(LayerNorm().apply(params, x), nn.LayerNorm().apply({"params": params}, x))
+
+
+def test_embedding_matches_flax():
+    params, ids = init_random(Embedding(7, 4), (3, 5), vocab=7)
+    expected = nn.Embed(7, 4).apply({"params": {"embedding": params["table"]}}, ids)
+    assert_close(Embedding(7, 4).apply(params, ids), expected, tol=0)
+
+
+@pytest.mark.parametrize(
+    "threshold, expected", [(0.0, [0, 0, 1, 1, 1]), (0.5, [0, 0, 0, 1, 1]), (-1.0, [0, 1, 1, 1, 1])]
+)
+def test_step_is_one_above_the_threshold(threshold, expected):
+    y = Step(threshold).apply({}, jnp.array([-1.0, 0.0, 0.5, 0.5001, 2.0]))
+    np.testing.assert_array_equal(y, np.array(expected, np.float32))
+    assert y.dtype == jnp.float32
+
+
+def test_softmax_by_hand():
+    x = jnp.log(jnp.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])) + 100.0  # a shift changes nothing
+    expected = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    assert_close(Softmax().apply({}, x), expected)
+    assert_close(LogSoftmax().apply({}, x), np.log(expected))
+    assert_close(Softmax(axis=0).apply({}, x)[:, 0], [0.5, 0.5])
+
+
+# ------------------------------------------------------------------------- 4. dropout
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.7])
+def test_dropout_drops_a_fraction_rate_and_preserves_the_mean(rate):
+    n = 200_000
+    x = 1.0 + jax.random.uniform(KEY, (400, 500))
+    y = Dropout(rate).apply({}, x, key=jax.random.key(1), train=True)
+    kept = y != 0
+    # Each element is kept with probability 1 - rate: a binomial fraction.
+    assert abs(float(kept.mean()) - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+    # Kept elements are scaled by 1 / (1 - rate), so E[y] = E[x].
+    assert_close(y[kept], x[kept] / (1 - rate))
+    mean_sigma = np.sqrt(float(jnp.mean(x**2)) * rate / (1 - rate) / n)
+    assert abs(float(y.mean() - x.mean())) < 5 * mean_sigma
+
+
+def test_dropout_is_identity_at_evaluation():
+    x = random_input((4, 6))
+    np.testing.assert_array_equal(Dropout(0.5).apply({}, x), x)
+    np.testing.assert_array_equal(Dropout(0.5).apply({}, x, key=KEY, train=False), x)
+    np.testing.assert_array_equal(Dropout(0.0).apply({}, x, key=KEY, train=True), x)
+
+
+def test_dropout_masks_follow_the_key():
+    x = jnp.ones((50, 40))
+    drop = lambda key: Dropout(0.5).apply({}, x, key=key, train=True) != 0  # noqa: E731
+    np.testing.assert_array_equal(drop(jax.random.key(1)), drop(jax.random.key(1)))
+    assert (drop(jax.random.key(1)) != drop(jax.random.key(2))).any()
+
+
+def test_serial_gives_each_dropout_its_own_key():
+    x = jnp.ones((50, 40))
+    y1, y2 = serial(FanOut(2), parallel(Dropout(0.5), Dropout(0.5))).apply({}, x, key=KEY, train=True)
+    assert ((y1 != 0) != (y2 != 0)).any()
+
+
+@pytest.mark.parametrize(
+    "model, where",
+    [
+        (Dropout(0.5), "dropout"),
+        (serial(Dense(3), Dropout(0.5)), "dropout"),
+        (serial(Dense(3), serial(Dropout(0.5), name="block")), "block/dropout"),
+    ],
+)
+def test_dropout_training_without_a_key_raises(model, where):
+    params = random_params(model, (2, 3))
+    with pytest.raises(LayerError, match=rf"'{where}'.*key"):
+        model.apply(params, jnp.ones((2, 3)), train=True)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan")])
+def test_dropout_rate_outside_zero_one_raises(rate):
+    with pytest.raises(ValueError, match=r"probability of dropping, in \[0, 1\)"):
+        Dropout(rate)
+
+
+# ------------------------------------------------------------------ 5. error messages
+ERROR_CASES = {
+    "dense-last-axis": (Dense(3), (-1, 4), jnp.ones((2, 5)), ["'dense'", "(Dense)", "(..., 4)", "(2, 5)"]),
+    "dense-int": (Dense(3), (-1, 4), jnp.ones((2, 4), jnp.int32), ["'dense'", "floating-point", "dtype int32"]),
+    "serial-dense1": (
+        serial(Dense(3), ReLU(), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'dense1'", "(..., 4)", "(2, 5)"]
+    ),
+    "serial-explicit-name": (
+        serial(Dense(3, name="hidden"), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'hidden'", "(..., 4)", "(2, 5)"]
+    ),
+    "nested-serial": (
+        serial(serial(Dense(3), ReLU(), name="block"), Dense(2)),
+        (-1, 4),
+        jnp.ones((2, 5)),
+        ["'block/dense'", "(..., 4)", "(2, 5)"],
+    ),
+    "nested-serial-int": (
+        serial(serial(Dense(3), name="block"), Dense(2)),
+        (-1, 4),
+        jnp.ones((2, 4), jnp.int32),
+        ["'block/dense'", "dtype int32"],
+    ),
+    "conv-3d": (Conv(4), (-1, 8, 8, 3), jnp.ones((8, 8, 3)), ["'conv'", "4-D", "(N, H, W, C)", "(8, 8, 3)"]),
+    "conv-channels": (Conv(4), (-1, 8, 8, 3), jnp.ones((2, 8, 8, 2)), ["'conv'", "(..., 3)", "(2, 8, 8, 2)"]),
+    "serial-conv-3d": (
+        serial(Conv(4), ReLU(), Flatten(), Dense(2)),
+        (-1, 4, 4, 1),
+        jnp.ones((4, 4, 1)),
+        ["'conv'", "4-D", "(4, 4, 1)"],
+    ),
+    "embedding-float": (Embedding(5, 2), (-1, 3), jnp.ones((2, 3)), ["'embedding'", "integer", "float32"]),
+    "layernorm": (LayerNorm(), (-1, 4), jnp.ones((2, 3)), ["'layernorm'", "(..., 4)", "(2, 3)"]),
+    "maxpool-2d": (MaxPool(2), (-1, 4, 4, 1), jnp.ones((4, 4)), ["'maxpool'", "4-D", "(4, 4)"]),
+    "flatten-1d": (Flatten(), (-1, 4), jnp.ones((4,)), ["'flatten'", "(N, ...)", "(4)"]),
+    "parallel-not-a-tuple": (
+        parallel(Dense(2), Dense(2)), ((-1, 3), (-1, 3)), jnp.ones((2, 3)), ["'parallel'", "tuple of 2 inputs"]
+    ),
+    "parallel-branch": (
+        serial(FanOut(2), parallel(Dense(2), Dense(2)), FanInSum()),
+        (-1, 3),
+        jnp.ones((2, 4)),
+        ["'parallel/dense1'", "(..., 3)", "(2, 4)"],
+    ),
+}
+
+
+def error_message(model, init_shape, x, jit) -> str:
+    params = random_params(model, init_shape)
+    apply = jax.jit(model.apply) if jit else model.apply
+    with pytest.raises(LayerError) as error:
+        apply(params, x)
+    assert isinstance(error.value, ValueError)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("model, init_shape, x, parts", ERROR_CASES.values(), ids=ERROR_CASES.keys())
+def test_wrong_input_names_layer_and_shapes(model, init_shape, x, parts, jit):
+    message = error_message(model, init_shape, x, jit)
+    for part in parts:
+        assert part in message
+
+
+INIT_ERROR_CASES = {
+    "conv-3d": (serial(Conv(4), Dense(2)), (-1, 8, 8), ["'conv'", "4-D", "(-1, 8, 8)"]),
+    "valid-conv-too-big": (Conv(2, 5, padding="VALID"), (-1, 3, 3, 1), ["'conv'", "does not fit", "3x3"]),
+    "pool-too-big": (serial(Dense(1), MaxPool(3), name="net"), (-1, 2, 2, 1), ["'maxpool'", "does not fit"]),
+    "dense-unknown-features": (serial(Flatten(), Dense(2)), (-1, -1), ["'dense'", "known last axis"]),
+    "faninsum-mismatch": (
+        serial(FanOut(2), parallel(Dense(2), Dense(3)), FanInSum()),
+        (-1, 4),
+        ["'faninsum'", "share one shape", "(-1, 2)", "(-1, 3)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("model, shape, parts", INIT_ERROR_CASES.values(), ids=INIT_ERROR_CASES.keys())
+def test_init_with_an_impossible_shape_raises(model, shape, parts):
+    with pytest.raises(LayerError) as error:
+        model.init(KEY, shape)
+    for part in parts:
+        assert part in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda: Dense(0), "Dense features must be a positive int, got 0"),
+        (lambda: Dense(2.5), "Dense features must be a positive int, got 2.5"),
+        (lambda: Conv(4, padding="FULL"), "padding must be 'SAME' or 'VALID', got 'FULL'"),
+        (lambda: Conv(4, kernel_size=(3,)), r"kernel_size must be a positive int or a pair of them, got \(3,\)"),
+        (lambda: Conv(4, kernel_size=(3, 0)), "kernel_size must be a positive int or a pair"),
+        (lambda: Conv(4, strides=0), "strides must be a positive int or a pair"),
+        (lambda: MaxPool(window=(2, 2, 2)), "MaxPool window must be a positive int or a pair"),
+        (lambda: AvgPool(2, padding="same"), "padding must be 'SAME' or 'VALID'"),
+        (lambda: Embedding(0, 3), "Embedding vocab_size must be a positive int"),
+        (lambda: FanOut(0), "FanOut n must be a positive int"),
+        (lambda: serial(), "serial needs at least one layer"),
+        (lambda: parallel(), "parallel needs at least one layer"),
+    ],
+)
+def test_invalid_constructor_arguments_raise(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+# -------------------------------------------------------------- 6. serial / parallel
+@pytest.mark.parametrize(
+    "model, children, param_names",
+    [
+        (serial(Dense(3), ReLU(), Dense(2)), ["dense1", "relu", "dense2"], {"dense1", "dense2"}),
+        (serial(Dense(3), ReLU(), Dense(3), ReLU()), ["dense1", "relu1", "dense2", "relu2"], {"dense1", "dense2"}),
+        (serial(Conv(2), MaxPool(), Flatten(), Dense(2)), ["conv", "maxpool", "flatten", "dense"], {"conv", "dense"}),
+        (serial(Dense(3, name="in"), Tanh(), Dense(2, name="out")), ["in", "tanh", "out"], {"in", "out"}),
+        (serial(Dense(3, name="a"), Dense(3, name="a")), ["a1", "a2"], {"a1", "a2"}),
+    ],
+)
+def test_serial_names_its_layers(model, children, param_names):
+    assert [name for name, _ in model.children] == children
+    _, params = model.init(KEY, (-1, 4, 4, 2) if children[0] == "conv" else (-1, 4))
+    assert set(params) == param_names
+
+
+def test_serial_composes_in_order():
+    model = serial(Dense(5), Tanh(), Dense(2))
+    params = random_params(model, (-1, 3))
+    x = random_input((4, 3), 2)
+    hidden = jnp.tanh(x @ params["dense1"]["w"] + params["dense1"]["b"])
+    assert_close(model.apply(params, x), hidden @ params["dense2"]["w"] + params["dense2"]["b"])
+
+
+def test_nested_serial_nests_params():
+    model = serial(serial(Dense(3), ReLU(), name="block"), Dense(2))
+    _, params = model.init(KEY, (-1, 4))
+    assert jax.tree.map(jnp.shape, params) == {
+        "block": {"dense": {"w": (4, 3), "b": (3,)}},
+        "dense": {"w": (3, 2), "b": (2,)},
+    }
+
+
+def test_parallel_applies_layer_i_to_input_i():
+    dense_a, dense_b = Dense(2), Dense(3)
+    model = parallel(dense_a, Tanh(), dense_b)
+    out_shape, params = model.init(KEY, ((-1, 4), (-1, 7), (-1, 5)))
+    assert out_shape == ((-1, 2), (-1, 7), (-1, 3))
+    assert set(params) == {"dense1", "dense2"}
+    a, b, c = random_input(((2, 4), (2, 7), (2, 5)), 1)
+    ya, yb, yc = model.apply(params, (a, b, c))
+    assert_close(ya, dense_a.apply(params["dense1"], a))
+    assert_close(yb, jnp.tanh(b))
+    assert_close(yc, dense_b.apply(params["dense2"], c))
+
+
+def test_residual_block_adds_its_input():
+    block = serial(Dense(4), Tanh(), Dense(4), name="block")
+    model = serial(FanOut(2), parallel(block, Identity()), FanInSum())
+    params = random_params(model, (-1, 4))
+    x = random_input((3, 4), 2)
+    assert_close(model.apply(params, x), x + block.apply(params["parallel"]["block"], x))
+
+
+def test_fan_in_concat_concatenates_the_branches():
+    model = serial(FanOut(2), parallel(Identity(), Dense(3)), FanInConcat())
+    out_shape, params = model.init(KEY, (-1, 2))
+    assert out_shape == (-1, 5)
+    x = random_input((4, 2), 1)
+    y = model.apply(params, x)
+    assert_close(y[:, :2], x)
+    assert_close(y[:, 2:], Dense(3).apply(params["parallel"]["dense"], x))
+
+
+# ------------------------------------------------------------------------- 7. summary
+def summary_lines(model, input_shape):
+    printed = []
+    total = summary(model, input_shape, print_fn=printed.append)
+    return total, "\n".join(printed).splitlines()
+
+
+def find_row(lines, name):
+    rows = [line for line in lines if line.split() and line.split()[0] == name]
+    assert len(rows) == 1, f"no single row for {name!r} in\n" + "\n".join(lines)
+    return rows[0]
+
+
+SUMMARY_CASES = {
+    "mlp": (
+        serial(Dense(3), ReLU(), Dense(1), name="mlp"),
+        (-1, 2),
+        [("mlp", (-1, 1), 13), ("dense1", (-1, 3), 9), ("relu", (-1, 3), 0), ("dense2", (-1, 1), 4)],
+    ),
+    "cnn": (
+        serial(Conv(4, 3), ReLU(), MaxPool(2), Flatten(), Dense(10), Dropout(0.5), LayerNorm(), name="cnn"),
+        (8, 8, 8, 3),
+        [
+            ("cnn", (8, 10), 782),
+            ("conv", (8, 8, 8, 4), 3 * 3 * 3 * 4 + 4),
+            ("maxpool", (8, 4, 4, 4), 0),
+            ("flatten", (8, 64), 0),
+            ("dense", (8, 10), 64 * 10 + 10),
+            ("dropout", (8, 10), 0),
+            ("layernorm", (8, 10), 20),
+        ],
+    ),
+    "residual": (
+        serial(Embedding(100, 16), FanOut(2), parallel(serial(Dense(16), name="block"), Identity()), FanInSum()),
+        (-1, 5),
+        [("serial", (-1, 5, 16), 1600 + 272), ("embedding", (-1, 5, 16), 1600), ("block", (-1, 5, 16), 272)],
+    ),
+}
+
+
+@pytest.mark.parametrize("model, input_shape, rows", SUMMARY_CASES.values(), ids=SUMMARY_CASES.keys())
+def test_summary_lists_layers_shapes_and_param_counts(model, input_shape, rows):
+    total, lines = summary_lines(model, input_shape)
+    for name, shape, count in rows:
+        row = find_row(lines, name)
+        assert str(shape) in row
+        assert row.split()[-1] == f"{count:,}"
+    expected_total = rows[0][2]
+    assert total == expected_total == count_params(abstract_init(model, input_shape)[1])
+    assert re.search(rf"^total params: {expected_total:,} \(", lines[-1])
+
+
+def test_summary_prints_by_default(capsys):
+    assert summary(Dense(3), (-1, 2)) == 9
+    out = capsys.readouterr().out
+    assert "Dense" in find_row(out.splitlines(), "dense") and "total params: 9 " in out
