@@ -11,37 +11,24 @@ import sys
 from pathlib import Path
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an int > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument_type(convert, accept, expected: str):
+    """An argparse type: ``convert(text)`` that must satisfy ``accept``, else a clear usage error."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: an int >= 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = _argument_type(int, lambda v: v > 0, "a positive integer")
+positive_float = _argument_type(float, lambda v: 0.0 < v < float("inf"), "a positive finite number")
+non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def experiment_parser(
