@@ -144,7 +144,7 @@ class FitResult(NamedTuple):
     state: TrainState
     history: list[dict]  # one record per epoch: epoch, step, time_s, train_*, val_*
     compile_time_s: float  # the first step of this process, compilation included
-    train_time_s: float  # wall time of training, summed over resumed runs
+    train_time_s: float  # wall time of the training steps (not evaluation), summed over resumed runs
 
 
 # Settings that may differ between a run and its resumption.
@@ -210,8 +210,9 @@ def fit(
       NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
         bad state is written.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
-        if not isinstance(value, int) or value <= 0:
+    sizes = {"epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "log_every": log_every}
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     n = dataset_size(train_data)
     if batch_size > n:
