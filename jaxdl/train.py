@@ -19,11 +19,13 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax import lax
 from tqdm.auto import tqdm
 
 from jaxdl.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
-from jaxdl.data import dataset_size, eval_batches, shuffled_batches
+from jaxdl.data import dataset_size, epoch_order, eval_batches, shuffled_batches
 from jaxdl.metrics import accuracy
 
 LossFn = Callable[..., jax.Array]
@@ -89,6 +91,23 @@ def make_train_step(
         return TrainState(state.step + 1, params, opt_state, state.key), values
 
     return jax.jit(step)
+
+
+def make_multi_step(train_step: Callable) -> Callable:
+    """Many training steps in one jitted call: ``run(state, data, order) -> (state, metrics)``.
+
+    ``data`` is the whole dataset on the device, ``order`` (steps, batch) the example
+    ids of each step's batch; metrics come back stacked, (steps,). One call per
+    many steps removes the per-step dispatch that dominates small models and GPUs.
+    """
+
+    def run(state: TrainState, data: Batch, order: jax.Array):
+        def one_step(state, ids):
+            return train_step(state, jax.tree.map(lambda column: column[ids], data))
+
+        return lax.scan(one_step, state, order)
+
+    return jax.jit(run)
 
 
 def make_eval_step(
@@ -186,6 +205,7 @@ def fit(
     config: dict | None = None,
     early_stopping: EarlyStopping | None = None,
     log_every: int = 20,
+    steps_per_call: int = 1,
     progress: bool | None = None,
     callbacks: Iterable[Callable[[TrainState, dict], None]] = (),
 ) -> FitResult:
@@ -203,6 +223,9 @@ def fit(
         settings (but those in ``RESUMABLE_SETTINGS``) is refused.
       log_every: steps between reads of the loss from the device (the progress
         bar, and the NaN check, which names the exact step).
+      steps_per_call: training steps per jitted call. 1 calls ``train_step``
+        once per batch; more runs them in a ``lax.scan`` over batches gathered
+        on the device (:func:`make_multi_step`), with the same result.
       progress: show a progress bar (default: when stderr is a terminal).
       callbacks: called as ``fn(state, record)`` after each epoch.
 
@@ -210,7 +233,10 @@ def fit(
       NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
         bad state is written.
     """
-    sizes = {"epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "log_every": log_every}
+    sizes = {
+        "epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
+        "log_every": log_every, "steps_per_call": steps_per_call,
+    }
     for name, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -240,20 +266,23 @@ def fit(
     total = epochs * steps_per_epoch
     compile_time = 0.0
     sums: dict[str, float] = {}
-    pending: list[tuple[int, dict]] = []
+    pending: list[tuple[int, dict]] = []  # (first step, metrics of 1 step or stacked (steps,))
     bar = tqdm(total=total, initial=min(start, total), unit="step", dynamic_ncols=True,
                disable=None if progress is None else not progress)
 
     def drain() -> None:
         """Read pending step metrics from the device; stop at the first non-finite loss."""
-        for at, values in jax.device_get(pending):
-            if not math.isfinite(values["loss"]):
-                raise NonFiniteLossError(at, float(values["loss"]), last_checkpoint)
+        done = 0
+        for first, values in jax.device_get(pending):
+            values = {name: np.atleast_1d(value) for name, value in values.items()}
+            bad = np.flatnonzero(~np.isfinite(values["loss"]))
+            if bad.size:
+                raise NonFiniteLossError(first + int(bad[0]), float(values["loss"][bad[0]]), last_checkpoint)
             for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-        if pending:
-            bar.set_postfix(loss=f"{float(pending[-1][1]['loss']):.4g}", refresh=False)
-            bar.update(len(pending))
+                sums[name] = sums.get(name, 0.0) + float(value.sum())
+            done += len(values["loss"])
+            bar.set_postfix(loss=f"{float(values['loss'][-1]):.4g}", refresh=False)
+        bar.update(done)
         pending.clear()
 
     def save() -> None:
@@ -263,23 +292,40 @@ def fit(
             path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
             last_checkpoint = str(path)
 
+    multi_step = make_multi_step(train_step) if steps_per_call > 1 else None
+
+    def epoch_calls(epoch_key, offset):
+        """The rest of an epoch as (steps, fn(state) -> (state, metrics)) calls.
+
+        Chunks end on multiples of steps_per_call, so a resumed run chunks alike.
+        """
+        if multi_step is None:
+            for batch in shuffled_batches(train_data, batch_size, epoch_key, start=offset):
+                yield 1, lambda state, batch=batch: train_step(state, batch)
+            return
+        order = epoch_order(epoch_key, n, batch_size)
+        begin = offset
+        while begin < steps_per_epoch:
+            end = min((begin // steps_per_call + 1) * steps_per_call, steps_per_epoch)
+            yield end - begin, lambda state, ids=order[begin:end]: multi_step(state, train_data, ids)
+            begin = end
+
     stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
     try:
         while step < total and not stop:
             epoch, offset = divmod(step, steps_per_epoch)
             began = time.perf_counter()
             sums.clear()
-            epoch_key = jax.random.fold_in(shuffle_root, epoch)
-            for batch in shuffled_batches(train_data, batch_size, epoch_key, start=offset):
+            for count, call in epoch_calls(jax.random.fold_in(shuffle_root, epoch), offset):
                 if step == start:
                     t0 = time.perf_counter()
-                    state, values = jax.block_until_ready(train_step(state, batch))
+                    state, values = jax.block_until_ready(call(state))
                     compile_time = time.perf_counter() - t0
                 else:
-                    state, values = train_step(state, batch)
-                step += 1
-                pending.append((step, values))
-                if len(pending) >= log_every:
+                    state, values = call(state)
+                pending.append((step + 1, values))
+                step += count
+                if step - pending[0][0] + 1 >= log_every:
                     drain()
             drain()
             seconds = time.perf_counter() - began

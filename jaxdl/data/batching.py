@@ -27,17 +27,22 @@ def _take(data: Dataset, indices: jax.Array) -> Dataset:
     return {name: array[indices] for name, array in data.items()}
 
 
+def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The example ids of one shuffled epoch, (n // batch_size, batch_size); the remainder is dropped."""
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
 def shuffled_batches(
     data: Dataset, batch_size: int, key: jax.Array, *, start: int = 0
 ) -> Iterator[Dataset]:
-    """One epoch of full batches in the order ``key`` shuffles to; the remainder is dropped.
+    """One epoch of full batches in the order ``key`` shuffles to (:func:`epoch_order`).
 
     ``start`` skips the first batches (to resume inside an epoch).
     """
-    n = dataset_size(data)
-    order = jax.random.permutation(key, n)
-    for i in range(start, n // batch_size):
-        yield _take(data, order[i * batch_size : (i + 1) * batch_size])
+    order = epoch_order(key, dataset_size(data), batch_size)
+    for i in range(start, order.shape[0]):
+        yield _take(data, order[i])
 
 
 def eval_batches(data: Dataset, batch_size: int) -> Iterator[Dataset]:
