@@ -32,10 +32,21 @@ non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def experiment_parser(
-    description: str, *, out: str, epochs: int | None = None, batch_size: int | None = None, lr: float | None = None
+    description: str,
+    *,
+    out: str,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    trains: bool = True,
+    data: bool = False,
 ) -> argparse.ArgumentParser:
-    """A parser with the flags shared by experiments: ``--seed --out --resume --progress``,
-    and ``--epochs --batch-size --lr`` for those that train (given a default)."""
+    """A parser with the flags experiments share.
+
+    Always ``--seed --out``; ``--epochs --batch-size --lr`` for those given a default;
+    ``--resume --progress`` when the experiment ``trains``; ``--manual-dir --data-dir``
+    when it loads a TFDS ``data`` set.
+    """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -46,12 +57,24 @@ def experiment_parser(
         parser.add_argument("--batch-size", type=positive_int, default=batch_size, help="examples per step")
     if lr is not None:
         parser.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
-    parser.add_argument("--out", type=Path, default=Path(out), help="folder for plots, checkpoints and metrics.json")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out/checkpoints")
-    parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="show progress bars (default: when the terminal is interactive)",
-    )
+    outputs = "plots, checkpoints and metrics.json" if trains else "plots and metrics.json"
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"folder for {outputs}")
+    if trains:
+        parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out/checkpoints")
+        parser.add_argument(
+            "--progress", action=argparse.BooleanOptionalAction, default=None,
+            help="show progress bars (default: when the terminal is interactive)",
+        )
+    if data:
+        parser.add_argument(
+            "--manual-dir", type=Path, default=None,
+            help="folder of the datasets' original files, one folder per TFDS builder, to prepare "
+            "them without a network (default: $JAXDL_MANUAL_DIR, else download)",
+        )
+        parser.add_argument(
+            "--data-dir", type=Path, default=None,
+            help="where TFDS keeps prepared datasets (default: TFDS's own, $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+        )
     return parser
 
 

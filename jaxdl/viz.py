@@ -95,3 +95,85 @@ def plot_curve_bundles(
             ax.set_yscale("log")
     axes[0].set_ylabel(ylabel)
     return _finish(fig, path)
+
+
+def _grid_panel(ax, grid: np.ndarray, cmap: str, vmin: float, vmax: float, annotate: bool) -> None:
+    """One 2-D array as an image without ticks; with ``annotate``, each non-zero cell's value written in it."""
+    ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if not annotate:
+        return
+    integral = np.allclose(grid, np.round(grid))
+    size = max(4.0, min(9.0, 110.0 / max(grid.shape)))
+    for (i, j), value in np.ndenumerate(grid):
+        if value != 0:
+            dark = (value - vmin) > 0.55 * (vmax - vmin)  # dark cell: light text
+            ax.text(j, i, f"{value:.0f}" if integral else f"{value:.1f}", ha="center", va="center",
+                    fontsize=size, color="white" if dark else "black")
+
+
+def plot_feature_maps(
+    image: np.ndarray,
+    maps: np.ndarray,
+    titles: Sequence[str],
+    path: str | os.PathLike | None = None,
+    *,
+    pooled: np.ndarray | None = None,
+    kernels: np.ndarray | None = None,
+    annotate: bool = False,
+    title: str = "",
+) -> Figure:
+    """An image and what a bank of K filters makes of it, as a grid of panels.
+
+    A column per filter, titled by ``titles``: its kernel (if ``kernels`` is given),
+    its feature map, and its pooled map (if ``pooled`` is given); the input image
+    sits at the start of the feature-map row. Every panel of a row shares one colour
+    scale (from 0, or the row's minimum if lower, to its maximum), so the filters compare
+    by shade; each map's maximum is written under it.
+
+    Args:
+      image: (H, W) or (H, W, 1), drawn dark where it is large (ink).
+      maps: (H', W', K), one image's output of a ``Conv`` (channels last).
+      titles: K names, one per filter.
+      pooled: (h, w, K), the maps after pooling.
+      kernels: (kh, kw, K) or a one-input-channel ``Conv`` weight (kh, kw, 1, K);
+        always annotated with their values.
+      annotate: write each non-zero value into its cell (for small integer grids).
+      title: the figure's title.
+    """
+    image = np.asarray(image).reshape(np.shape(image)[:2])
+    maps = np.asarray(maps)
+    k = maps.shape[-1]
+    if len(titles) != k:
+        raise ValueError(f"got {len(titles)} titles for {k} feature maps")
+    rows = []  # (label, (h, w, K) stack, colour map, annotate, caption with the maximum)
+    if kernels is not None:
+        kernels = np.asarray(kernels).reshape(*np.shape(kernels)[:2], k)
+        rows.append(("filter {}x{}".format(*kernels.shape[:2]), kernels, "Greys", True, False))
+    image_row = len(rows)
+    rows.append(("feature map {}x{}".format(*maps.shape[:2]), maps, "Blues", annotate, True))
+    if pooled is not None:
+        pooled = np.asarray(pooled)
+        rows.append(("pooled {}x{}".format(*pooled.shape[:2]), pooled, "Blues", annotate, True))
+    scale = 1.4 if annotate else 1.0
+    fig = Figure(figsize=(1.9 * scale * (k + 1), 2.0 * scale * len(rows) + (0.4 if title else 0)))
+    axes = fig.subplots(len(rows), k + 1, squeeze=False)
+    for r, (label, stack, cmap, write, caption) in enumerate(rows):
+        vmin, vmax = min(0.0, float(stack.min())), float(stack.max()) or 1.0
+        for c in range(k):
+            ax = axes[r, c + 1]
+            _grid_panel(ax, stack[..., c], cmap, vmin, vmax, write)
+            if r == 0:
+                ax.set_title(titles[c])
+            if caption:
+                ax.set_xlabel(f"max {stack[..., c].max():.3g}", fontsize=8)
+        axes[r, 1].set_ylabel(label)
+        axes[r, 0].set_axis_off()
+    ax = axes[image_row, 0]
+    ax.set_axis_on()
+    _grid_panel(ax, image, "Greys", min(0.0, float(image.min())), float(image.max()) or 1.0, annotate)
+    ax.set_title("input {}x{}".format(*image.shape))
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)

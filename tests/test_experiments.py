@@ -1,6 +1,5 @@
 """The lecture's first section as experiment scripts: perceptron.py and xor.py."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,16 +16,7 @@ import pytest
 from jaxdl.checkpoint import latest_checkpoint, load_checkpoint
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def load_experiment(name):
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from experiment_scripts import EXPERIMENTS, load_experiment
 
 perceptron = load_experiment("perceptron")
 xor = load_experiment("xor")
