@@ -200,7 +200,7 @@ def Conv(
     return Layer(init, apply, name, "Conv")
 
 
-def _pool(kind: str, reduce: Callable, window, strides, padding, name: str) -> Layer:
+def _pool(kind: str, reduce: Callable, block_reduce: Callable, window, strides, padding, name: str) -> Layer:
     window = _pair(window, f"{kind} window")
     stride = window if strides is None else _pair(strides, f"{kind} strides")
     padding = _padding(padding)
@@ -216,7 +216,14 @@ def _pool(kind: str, reduce: Callable, window, strides, padding, name: str) -> L
         return out_shape(input_shape), {}
 
     def apply(params, x, *, key=None, train=False):
-        out_shape(x.shape)
+        _, h, w, _ = out_shape(x.shape)
+        if padding == "VALID" and stride == window:
+            # Non-overlapping windows: reduce blocks of a reshape. Same result, and its
+            # gradient is elementwise: on CPUs about 2x faster to train than the
+            # select-and-scatter that reduce_window's max differentiates into.
+            (kh, kw), (n, _, _, c) = window, x.shape
+            blocks = x[:, : h * kh, : w * kw].reshape(n, h, kh, w, kw, c)
+            return block_reduce(blocks, axis=(2, 4))
         return reduce(x, (1, *window, 1), (1, *stride, 1), padding)
 
     return Layer(init, apply, name, kind)
@@ -232,7 +239,7 @@ def _mean_reduce(x, window, strides, padding):
 
 def MaxPool(window=2, strides=None, padding: str = "VALID", *, name: str = "maxpool") -> Layer:
     """Max over ``window`` patches of NHWC images (strides default to the window)."""
-    return _pool("MaxPool", _max_reduce, window, strides, padding, name)
+    return _pool("MaxPool", _max_reduce, jnp.max, window, strides, padding, name)
 
 
 def AvgPool(window=2, strides=None, padding: str = "VALID", *, name: str = "avgpool") -> Layer:
@@ -240,7 +247,7 @@ def AvgPool(window=2, strides=None, padding: str = "VALID", *, name: str = "avgp
 
     With SAME padding, padded cells count as zeros (as in flax's ``avg_pool``).
     """
-    return _pool("AvgPool", _mean_reduce, window, strides, padding, name)
+    return _pool("AvgPool", _mean_reduce, jnp.mean, window, strides, padding, name)
 
 
 def Flatten(*, name: str = "flatten") -> Layer:

@@ -1,7 +1,7 @@
 """The lecture's models, composed from :mod:`jaxdl.layers`.
 
 Section 1: the threshold unit (perceptron) with its classic learning rule, and
-the multilayer perceptron.
+the multilayer perceptron. Section 2: the convolutional network.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdl.layers import Dense, Layer, Sigmoid, Step, serial
+from jaxdl.layers import Conv, Dense, Dropout, Flatten, Layer, MaxPool, ReLU, Sigmoid, Step, serial
 
 
 # ----------------------------------------------------------------------- perceptron
@@ -75,3 +75,27 @@ def mlp(
     for size in hidden:
         layers += [Dense(size, name="hidden"), activation()]
     return serial(*layers, Dense(outputs, name="output"), name="mlp")
+
+
+# ------------------------------------------------------------------------------ CNN
+def cnn(
+    num_classes: int = 10,
+    *,
+    features: Sequence[int] = (32, 64),
+    hidden: int = 128,
+    dropout: float = 0.5,
+) -> Layer:
+    """The lecture's CNN: (Conv 3x3 -> ReLU -> MaxPool 2) per entry of ``features``,
+    then a fully connected "voting" layer and a Dense output over the classes.
+
+    Images (N, H, W, C) -> logits (N, num_classes); ``softmax`` of them is the
+    probability distribution over the classes. Params: ``conv1``, ``conv2``, ...,
+    ``hidden``, ``output``.
+    """
+    blocks = []
+    for width in features:
+        blocks += [Conv(width, 3), ReLU(), MaxPool(2)]
+    return serial(
+        *blocks, Flatten(), Dense(hidden, name="hidden"), ReLU(), Dropout(dropout),
+        Dense(num_classes, name="output"), name="cnn",
+    )

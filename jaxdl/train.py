@@ -139,6 +139,13 @@ def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[
     return {name: total / max(weight, 1e-12) for name, total in totals.items()}
 
 
+def predict(apply_fn: Callable, params, inputs: jax.Array, batch_size: int) -> np.ndarray:
+    """Outputs of ``apply_fn(params, x)`` (``train=False``) for every input, in batches of one shape."""
+    forward = jax.jit(lambda params, x: apply_fn(params, x))
+    outputs = [forward(params, batch["x"]) for batch in eval_batches({"x": inputs}, batch_size)]
+    return np.concatenate(jax.device_get(outputs))[: dataset_size({"x": inputs})]
+
+
 class EarlyStopping(NamedTuple):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 

@@ -177,3 +177,52 @@ def plot_feature_maps(
     if title:
         fig.suptitle(title)
     return _finish(fig, path)
+
+
+def plot_image_grid(
+    images: np.ndarray,
+    path: str | os.PathLike | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    columns: int = 8,
+    cmap: str = "gray_r",
+    shared_scale: bool = False,
+    title: str = "",
+) -> Figure:
+    """Images (N, H, W) or (N, H, W, 1) in a grid of ``columns``, each with an optional title.
+
+    Each image gets its own colour scale unless ``shared_scale`` (then one for all).
+    """
+    images = np.asarray(images)
+    images = images[..., 0] if images.ndim == 4 else images
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(1.5 * columns, 1.6 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    lo, hi = (images.min(), images.max()) if shared_scale else (None, None)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, path: str | os.PathLike | None = None, *, labels: Sequence[str] | None = None, title: str = ""
+) -> Figure:
+    """Counts (C, C), rows = true class, columns = predicted; log-shaded so rare mistakes show."""
+    matrix = np.asarray(matrix)
+    labels = labels if labels is not None else [str(i) for i in range(len(matrix))]
+    fig = Figure(figsize=(0.5 * len(matrix) + 2, 0.5 * len(matrix) + 1.5))
+    ax = fig.add_subplot()
+    ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if i == j else "black")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title=title)
+    return _finish(fig, path)

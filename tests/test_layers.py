@@ -9,6 +9,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -684,3 +685,23 @@ def test_summary_prints_by_default(capsys):
     assert summary(Dense(3), (-1, 2)) == 9
     out = capsys.readouterr().out
     assert "Dense" in find_row(out.splitlines(), "dense") and "total params: 9 " in out
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6)])
+@pytest.mark.parametrize("pool, init, op", [(MaxPool, -jnp.inf, lax.max), (AvgPool, 0.0, lax.add)], ids=["max", "avg"])
+def test_non_overlapping_pools_equal_reduce_window_with_gradients(pool, init, op, size):
+    """Pools whose strides equal their window reduce blocks of a reshape (odd sizes are cropped, as VALID does)."""
+    x = jax.random.normal(jax.random.key(0), (2, *size, 3))  # no ties: the max's gradient is unambiguous
+    scale = 1.0 if op is lax.max else 1.0 / 4
+
+    def reference(x):
+        return scale * lax.reduce_window(x, init, op, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def ours(x):
+        return pool(2).apply({}, x)
+
+    np.testing.assert_allclose(ours(x), reference(x), rtol=1e-6)
+    weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+    grad_ours = jax.grad(lambda x: (ours(x) * weights).sum())(x)
+    grad_reference = jax.grad(lambda x: (reference(x) * weights).sum())(x)
+    np.testing.assert_allclose(grad_ours, grad_reference, rtol=1e-6)
