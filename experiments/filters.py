@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import experiment, viz
+from jaxdl import data, experiment, viz
 from jaxdl.layers import Conv, MaxPool
 from jaxdl.tables import format_table
 
@@ -166,12 +166,8 @@ def pick_digits(labels: np.ndarray, n: int, seed: int) -> list[int]:
 def load_mnist_test(args):
     """The MNIST test split, or (None, why not) when it cannot be loaded."""
     try:
-        from jaxdl.data import DataError, load_image_classification
-    except ImportError as error:  # the loader is not part of this checkout yet
-        return None, f"jaxdl.data has no MNIST loader ({error})"
-    try:
-        ds = load_image_classification("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
+        ds = data.load_image_classification("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except data.DataError as error:
         return None, " ".join(str(error).split())
     return ds.test, None
 

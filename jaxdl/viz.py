@@ -187,21 +187,26 @@ def plot_image_grid(
     columns: int = 8,
     cmap: str = "gray_r",
     shared_scale: bool = False,
+    centered: bool = False,
     title: str = "",
 ) -> Figure:
     """Images (N, H, W) or (N, H, W, 1) in a grid of ``columns``, each with an optional title.
 
-    Each image gets its own colour scale unless ``shared_scale`` (then one for all).
+    Each image gets its own colour scale unless ``shared_scale`` (then one for all);
+    ``centered`` makes a scale symmetric around 0 (for weights, with a diverging cmap).
     """
     images = np.asarray(images)
     images = images[..., 0] if images.ndim == 4 else images
     rows = -(-len(images) // columns)
     fig = Figure(figsize=(1.5 * columns, 1.6 * rows + (0.4 if title else 0)))
     axes = fig.subplots(rows, columns, squeeze=False)
-    lo, hi = (images.min(), images.max()) if shared_scale else (None, None)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < len(images):
+            scaled = images if shared_scale else images[i]
+            lo, hi = scaled.min(), scaled.max()
+            if centered:
+                lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
             ax.imshow(images[i], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)

@@ -1,7 +1,6 @@
 """experiments/filters.py: the lecture's hand-made filters, by hand and against lax references."""
 
 import json
-import os
 import types
 from pathlib import Path
 
@@ -164,14 +163,6 @@ def test_main_on_the_one_prints_grids_and_writes_plots_and_metrics(padding, tmp_
     assert (tmp_path / "one_feature_maps.png").read_bytes().startswith(b"\x89PNG")
 
 
-def _fake_mnist(monkeypatch, load):
-    """Give jaxdl.data the loader's two names (whether or not the real loader is there)."""
-    error = getattr(jaxdl.data, "DataError", None) or type("DataError", (Exception,), {})
-    monkeypatch.setattr(jaxdl.data, "DataError", error, raising=False)
-    monkeypatch.setattr(jaxdl.data, "load_image_classification", load, raising=False)
-    return error
-
-
 def test_main_on_digits_draws_each_one_with_a_stand_in_loader(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     labels = np.array([7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4, 8], np.int32)
@@ -182,7 +173,7 @@ def test_main_on_digits_draws_each_one_with_a_stand_in_loader(tmp_path, monkeypa
         calls.append((name, data_dir, manual_dir))
         return types.SimpleNamespace(test={"x": images, "y": labels})
 
-    _fake_mnist(monkeypatch, load)
+    monkeypatch.setattr(jaxdl.data, "load_image_classification", load)
     metrics = filters.main(["--digits", "3", "--seed", "4", "--out", str(tmp_path), "--manual-dir", "raw", "--data-dir", "prep"])
     printed = capsys.readouterr().out
     assert calls == [("mnist", Path("prep"), Path("raw"))]
@@ -198,12 +189,10 @@ def test_main_on_digits_draws_each_one_with_a_stand_in_loader(tmp_path, monkeypa
 
 
 def test_main_skips_mnist_with_a_message_when_the_loader_fails(tmp_path, monkeypatch, capsys):
-    error = None
-
     def load(name, data_dir=None, manual_dir=None):
-        raise error("mnist: no raw files in\n   /nowhere")
+        raise jaxdl.data.DataError("mnist: no raw files in\n   /nowhere")
 
-    error = _fake_mnist(monkeypatch, load)
+    monkeypatch.setattr(jaxdl.data, "load_image_classification", load)
     metrics = filters.main(["--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert metrics["mnist_skipped"] == "mnist: no raw files in /nowhere"
@@ -214,7 +203,7 @@ def test_main_skips_mnist_with_a_message_when_the_loader_fails(tmp_path, monkeyp
 
 
 def test_main_skips_mnist_when_the_manual_folder_is_empty(tmp_path, capsys):
-    """The real loader (or its absence): an empty --manual-dir ends in the skip message, not an error."""
+    """The real loader: an empty --manual-dir ends in the skip message, not an error."""
     (tmp_path / "raw").mkdir()
     metrics = filters.main(
         ["--out", str(tmp_path / "out"), "--manual-dir", str(tmp_path / "raw"), "--data-dir", str(tmp_path / "prep")]
@@ -224,12 +213,8 @@ def test_main_skips_mnist_when_the_manual_folder_is_empty(tmp_path, capsys):
     assert (tmp_path / "out" / "metrics.json").exists()
 
 
-@pytest.mark.skipif(not os.environ.get("JAXDL_MANUAL_DIR"), reason="set JAXDL_MANUAL_DIR to the raw MNIST files to run it")
-@pytest.mark.skipif(
-    not hasattr(jaxdl.data, "load_image_classification"), reason="jaxdl.data has no load_image_classification yet"
-)
-def test_main_on_real_mnist_digits(tmp_path, capsys):
-    metrics = filters.main(["--digits", "2", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "prep")])
+def test_main_on_real_mnist_digits(tmp_path, mnist_data_dir, capsys):
+    metrics = filters.main(["--digits", "2", "--out", str(tmp_path / "out"), "--data-dir", str(mnist_data_dir)])
     assert "mnist_skipped" not in metrics, metrics.get("mnist_skipped")
     assert len({d["label"] for d in metrics["digits"]}) == 2
     assert metrics["mnist_feature_map_shape"] == [26, 26] and metrics["mnist_pooled_shape"] == [13, 13]

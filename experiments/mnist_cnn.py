@@ -1,0 +1,140 @@
+"""Lecture section 2: a convolutional network learns to read handwritten digits (MNIST).
+
+Two blocks of (3x3 convolution -> ReLU -> 2x2 max pooling) turn a 28x28 digit into
+64 feature maps of 7x7; a fully connected "voting" layer and a softmax give a
+probability distribution over the 10 digits. Trained with Adam and a cosine
+learning-rate schedule; the test set is scored after every epoch.
+
+    python experiments/mnist_cnn.py                     # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/mnist_cnn.py --epochs 3 --out runs/quick
+    python experiments/mnist_cnn.py --dataset fashion_mnist
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdl import experiment, viz
+from jaxdl.data import DataError, load_image_classification
+from jaxdl.layers import summary
+from jaxdl.losses import softmax_cross_entropy
+from jaxdl.metrics import confusion_matrix
+from jaxdl.models import cnn
+from jaxdl.tables import format_table
+from jaxdl.train import TrainState, fit, make_eval_step, make_train_step, predict
+
+
+def parse_args(argv):
+    parser = experiment.experiment_parser(
+        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=12, batch_size=128, lr=2e-3, data=True
+    )
+    parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
+    parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
+    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="units of the fully connected layer")
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the output layer")
+    parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
+                        help="train on the first N training images only (a quick run); default: all")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout is a probability of dropping, in [0, 1); got {args.dropout}")
+    return parser, args
+
+
+def load(args) -> tuple:
+    began = time.perf_counter()
+    try:
+        data = load_image_classification(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    if args.train_examples:
+        data = data._replace(train={name: column[: args.train_examples] for name, column in data.train.items()})
+    print(f"{args.dataset}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
+          f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
+    return data
+
+
+def report(model, params, data, args) -> dict:
+    """Test accuracy, a few probability distributions, and the plots of what the network learned."""
+    logits = predict(model.apply, params, data.test["x"], 1000)
+    probabilities = np.asarray(jax.nn.softmax(logits))
+    predicted = probabilities.argmax(-1)
+    labels = data.test["y"]
+    accuracy = float((predicted == labels).mean())
+    print(f"\ntest accuracy: {accuracy:.2%} ({int((predicted != labels).sum())} of {len(labels):,} wrong)")
+
+    print("\nprobability distribution over the classes for the first test images:")
+    names = data.class_names
+    rows = [(names[labels[i]], *(f"{p:.3f}" for p in probabilities[i]), names[predicted[i]]) for i in range(5)]
+    print(format_table(("true", *names, "predicted"), rows, right=range(1, len(names) + 1)))
+
+    out = args.out
+    cm = np.asarray(confusion_matrix(labels, predicted, data.num_classes))
+    viz.plot_confusion_matrix(cm, out / "confusion_matrix.png", labels=names, title=f"{args.dataset} test set")
+    kernels = np.asarray(params["conv1"]["w"])  # (3, 3, C, width)
+    viz.plot_image_grid(np.moveaxis(kernels.mean(2), -1, 0), out / "filters.png", cmap="RdBu_r", centered=True,
+                        title="learned first-layer filters (3x3)")
+    digit = data.test["x"][:1]
+    conv1 = dict(model.children)["conv1"]  # the trained network's own first layer
+    maps = jax.nn.relu(conv1.apply(params["conv1"], digit))
+    viz.plot_image_grid(np.moveaxis(np.asarray(maps[0]), -1, 0), out / "feature_maps.png", cmap="viridis",
+                        title=f"first-layer feature maps of a test '{names[labels[0]]}'")
+    wrong = np.flatnonzero(predicted != labels)
+    worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:16]
+    viz.plot_image_grid(
+        data.test["x"][worst], out / "confidently_wrong.png",
+        titles=[f"{names[labels[i]]} -> {names[predicted[i]]} ({probabilities[i, predicted[i]]:.0%})" for i in worst],
+        title="the most confidently wrong test images (true -> predicted)",
+    )
+    return {"test_accuracy": accuracy}
+
+
+def main(argv=None) -> dict:
+    parser, args = parse_args(argv)
+    checkpoints = experiment.checkpoint_dir(args, parser)
+    data = load(args)
+    model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout)
+    summary(model, (-1, *data.train["x"].shape[1:]))
+    steps = args.epochs * (len(data.train["y"]) // args.batch_size)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
+    init_key, state_key = jax.random.split(jax.random.key(args.seed))
+    _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
+    state = TrainState.create(params, optimizer, state_key)
+    result = fit(
+        state, make_train_step(model.apply, softmax_cross_entropy, optimizer), data.train,
+        epochs=args.epochs, batch_size=args.batch_size,
+        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=data.test,
+        checkpoint_dir=checkpoints, resume=args.resume, config=experiment.run_config(args), progress=args.progress,
+    )
+    history = result.history
+    elapsed = np.cumsum([record["time_s"] for record in history])
+    reached = [t for t, record in zip(elapsed, history) if record.get("val_accuracy", 0) >= 0.99]
+    print(format_table(
+        ("epoch", "train loss", "test loss", "test accuracy", "time s"),
+        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}", f"{t:.1f}")
+         for r, t in zip(history, elapsed)],
+        right=range(5),
+    ))
+    metrics = report(model, result.state.params, data, args)
+    trained_images = int(result.state.step) * args.batch_size
+    metrics.update({
+        "train_time_s": round(result.train_time_s, 2),
+        "compile_time_s": round(result.compile_time_s, 2),
+        "images_per_s": round(trained_images / max(result.train_time_s, 1e-9), 1),
+        "time_to_99_s": round(float(reached[0]), 2) if reached else None,
+        "epochs": args.epochs,
+    })
+    viz.plot_history(history, "loss", args.out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
+    viz.plot_history(history, "accuracy", args.out / "accuracy.png", title=f"{args.dataset}: accuracy (val = test set)")
+    path = experiment.write_metrics(args.out, metrics)
+    print(f"\nwrote {path} and plots to {args.out}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
