@@ -25,6 +25,7 @@ from jaxdl.layers import (
     LayerNorm,
     LogSoftmax,
     MaxPool,
+    RandomShift,
     ReLU,
     Sigmoid,
     Softmax,

@@ -288,6 +288,34 @@ def Dropout(rate: float, *, name: str = "dropout") -> Layer:
     return Layer(init, apply, name, "Dropout")
 
 
+def RandomShift(max_shift: int, *, name: str = "randomshift") -> Layer:
+    """Data augmentation: while training, move each NHWC image by up to ``max_shift``
+    pixels along each axis (uniformly, zeros shifted in). At evaluation it is the
+    identity. Training needs a ``key``.
+    """
+    if not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"RandomShift max_shift must be an int >= 0, got {max_shift!r}")
+
+    def init(key, input_shape):
+        _check_rank("RandomShift", input_shape, 4, "(N, H, W, C)")
+        return tuple(input_shape), {}
+
+    def apply(params, x, *, key=None, train=False):
+        _check_rank("RandomShift", x.shape, 4, "(N, H, W, C)")
+        if not train or max_shift == 0:
+            return x
+        if key is None:
+            raise LayerError("RandomShift", "train=True needs a random key: call apply(params, x, key=key, train=True)")
+        n, h, w, c = x.shape
+        m = max_shift
+        padded = jnp.pad(x, ((0, 0), (m, m), (m, m), (0, 0)))
+        corners = jax.random.randint(key, (n, 2), 0, 2 * m + 1)
+        crop = lambda image, corner: lax.dynamic_slice(image, (corner[0], corner[1], 0), (h, w, c))  # noqa: E731
+        return jax.vmap(crop)(padded, corners)
+
+    return Layer(init, apply, name, "RandomShift")
+
+
 def Embedding(
     vocab_size: int,
     features: int,

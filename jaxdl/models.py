@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdl.layers import Conv, Dense, Dropout, Flatten, Layer, MaxPool, ReLU, Sigmoid, Step, serial
+from jaxdl.layers import Conv, Dense, Dropout, Flatten, Layer, MaxPool, RandomShift, ReLU, Sigmoid, Step, serial
 
 
 # ----------------------------------------------------------------------- perceptron
@@ -84,15 +84,17 @@ def cnn(
     features: Sequence[int] = (32, 64),
     hidden: int = 128,
     dropout: float = 0.5,
+    shift: int = 0,
 ) -> Layer:
     """The lecture's CNN: (Conv 3x3 -> ReLU -> MaxPool 2) per entry of ``features``,
     then a fully connected "voting" layer and a Dense output over the classes.
+    With ``shift`` > 0, training images are first moved by up to that many pixels.
 
     Images (N, H, W, C) -> logits (N, num_classes); ``softmax`` of them is the
     probability distribution over the classes. Params: ``conv1``, ``conv2``, ...,
     ``hidden``, ``output``.
     """
-    blocks = []
+    blocks = [RandomShift(shift)] if shift else []
     for width in features:
         blocks += [Conv(width, 3), ReLU(), MaxPool(2)]
     return serial(

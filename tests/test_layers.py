@@ -32,6 +32,7 @@ from jaxdl.layers import (
     LayerNorm,
     LogSoftmax,
     MaxPool,
+    RandomShift,
     ReLU,
     Sigmoid,
     Softmax,
@@ -705,3 +706,17 @@ def test_non_overlapping_pools_equal_reduce_window_with_gradients(pool, init, op
     grad_ours = jax.grad(lambda x: (ours(x) * weights).sum())(x)
     grad_reference = jax.grad(lambda x: (reference(x) * weights).sum())(x)
     np.testing.assert_allclose(grad_ours, grad_reference, rtol=1e-6)
+
+
+def test_random_shift_moves_each_image_within_its_bound():
+    x = jnp.zeros((64, 9, 9, 1)).at[:, 4, 4, 0].set(1.0)  # one dot in the centre of each image
+    shifted = RandomShift(2).apply({}, x, key=jax.random.key(0), train=True)
+    where = np.argwhere(np.asarray(shifted)[..., 0])  # (image, row, col) of each dot
+    assert len(where) == 64  # a dot two pixels from the edge is never shifted out
+    assert np.all(np.abs(where[:, 1:] - 4) <= 2)
+    assert len({tuple(p) for p in where[:, 1:]}) > 10  # images move independently
+    np.testing.assert_array_equal(RandomShift(2).apply({}, x), x)  # evaluation: identity
+    with pytest.raises(LayerError, match="needs a random key"):
+        RandomShift(2).apply({}, x, train=True)
+    with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
+        RandomShift(-1)

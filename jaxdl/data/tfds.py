@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 MANUAL_DIR_ENV = "JAXDL_MANUAL_DIR"
-_SEE_README = "the README.md of the shared data folder says where the original files come from"
+_SEE_README = "they are the files TFDS would download, listed on the dataset's page of the TFDS catalog"
 
 
 class DataError(RuntimeError):
