@@ -42,14 +42,14 @@ def test_cnn_learns_the_lectures_lines_far_above_chance():
 
 def test_quick_run_on_real_mnist_learns_well_above_chance(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = mnist_cnn.main(["--epochs", "1", "--train-examples", "3000", "--out", str(out),
+    metrics = mnist_cnn.main(["--epochs", "2", "--train-examples", "3000", "--out", str(out),
                               "--data-dir", str(mnist_data_dir)])
     printed = capsys.readouterr().out
     assert metrics["test_accuracy"] > 0.85  # chance is 0.10
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "train_time_s", "compile_time_s", "images_per_s", "time_to_99_s", "peak_rss_mb"):
         assert key in on_disk, key
-    assert on_disk["time_to_99_s"] is None  # 3,000 images and one epoch do not reach 99%
+    assert on_disk["time_to_99_s"] is None  # 3,000 images and two epochs do not reach 99%
     assert "probability distribution over the classes" in printed
     for plot in ("loss.png", "accuracy.png", "filters.png", "feature_maps.png", "confusion_matrix.png",
                  "confidently_wrong.png"):
