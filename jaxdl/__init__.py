@@ -37,7 +37,8 @@ from jaxdl.layers import (
 )
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
 from jaxdl.metrics import accuracy, confusion_matrix
-from jaxdl.models import mlp, perceptron
+from jaxdl.data import DataError, load_image_classification
+from jaxdl.models import cnn, mlp, perceptron
 from jaxdl.train import (
     EarlyStopping,
     NonFiniteLossError,
@@ -45,7 +46,9 @@ from jaxdl.train import (
     evaluate,
     fit,
     make_eval_step,
+    make_multi_step,
     make_train_step,
+    predict,
 )
 
 __version__ = "0.1.0"
