@@ -174,7 +174,7 @@ class FitResult(NamedTuple):
 
 
 # Settings that may differ between a run and its resumption.
-RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress")
+RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress", "data_dir", "manual_dir")
 
 
 def _check_resumable(saved: dict, config: dict, path) -> None:
