@@ -37,7 +37,6 @@ makes ReLU's training unstable, lr 0.01 trains it (the example below).
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +45,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from jaxdl import experiment, viz
-from jaxdl.data import DataError, load_image_classification
 from jaxdl.layers import Layer, ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
@@ -80,20 +78,12 @@ def parse_args(argv):
 
 def load(args) -> tuple[dict, dict]:
     """MNIST's training (the first --train-examples) and test images, flattened to (N, 784)."""
-    began = time.perf_counter()
-    try:
-        data = load_image_classification("mnist", data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    data = experiment.load_images(args, "mnist")
 
-    def flat(split, n=None):
-        x = split["x"][:n]
-        return {"x": x.reshape(len(x), -1), "y": split["y"][:n]}
+    def flat(split):
+        return {"x": split["x"].reshape(len(split["x"]), -1), "y": split["y"]}
 
-    train, test = flat(data.train, args.train_examples), flat(data.test)
-    print(f"mnist: {len(train['y']):,} training and {len(test['y']):,} test images flattened to "
-          f"{train['x'].shape[1]} inputs (loaded in {time.perf_counter() - began:.1f} s)")
-    return train, test
+    return flat(data.train), flat(data.test)
 
 
 def layer_gradient_norms(model: Layer, params, batch: dict, loss_fn=softmax_cross_entropy) -> dict[str, float]:

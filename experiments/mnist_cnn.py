@@ -14,15 +14,12 @@ is scored after every epoch.
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxdl import experiment, viz
-from jaxdl.data import DataError, load_image_classification
 from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
@@ -47,19 +44,6 @@ def parse_args(argv):
     if not 0.0 <= args.dropout < 1.0:
         parser.error(f"--dropout is a probability of dropping, in [0, 1); got {args.dropout}")
     return parser, args
-
-
-def load(args) -> tuple:
-    began = time.perf_counter()
-    try:
-        data = load_image_classification(args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    if args.train_examples:
-        data = data._replace(train={name: column[: args.train_examples] for name, column in data.train.items()})
-    print(f"{args.dataset}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
-          f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
-    return data
 
 
 def report(model, params, data, args) -> dict:
@@ -100,7 +84,7 @@ def report(model, params, data, args) -> dict:
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     checkpoints = experiment.checkpoint_dir(args, parser)
-    data = load(args)
+    data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))

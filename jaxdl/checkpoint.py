@@ -75,7 +75,8 @@ def _to_host(tree):
     return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), tree)
 
 
-def _json_safe(config: dict | None, what: str) -> dict:
+def json_ready(config: dict | None, what: str) -> dict:
+    """``config`` as it reads back from JSON (tuples become lists); TypeError if it is not JSON."""
     try:
         return json.loads(json.dumps(config or {}))
     except TypeError as error:
@@ -102,8 +103,8 @@ def save_checkpoint(
         {
             "format": FORMAT,
             "state": serialization.to_state_dict(_to_host(state)),
-            "config": _json_safe(config, "config"),
-            "meta": _json_safe(meta, "meta"),
+            "config": json_ready(config, "config"),
+            "meta": json_ready(meta, "meta"),
         }
     )
     path = checkpoint_path(directory, step)

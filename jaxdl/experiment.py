@@ -8,7 +8,10 @@ import json
 import os
 import resource
 import sys
+import time
 from pathlib import Path
+
+from jaxdl.data import DataError, ImageClassification, load_image_classification
 
 
 def _argument_type(convert, accept, expected: str):
@@ -106,3 +109,19 @@ def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
     tmp.write_text(json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
+    """Dataset ``name`` from the ``--data-dir``/``--manual-dir`` flags, its training split cut
+    to ``--train-examples`` when the script has that flag; a DataError ends the run with its message."""
+    began = time.perf_counter()
+    try:
+        data = load_image_classification(name, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    limit = getattr(args, "train_examples", None)
+    if limit:
+        data = data._replace(train={key: column[:limit] for key, column in data.train.items()})
+    print(f"{name}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
+          f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
+    return data

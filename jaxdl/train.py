@@ -12,8 +12,6 @@ step continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -24,7 +22,7 @@ import optax
 from jax import lax
 from tqdm.auto import tqdm
 
-from jaxdl.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from jaxdl.checkpoint import Checkpoint, json_ready, latest_checkpoint, load_checkpoint, save_checkpoint
 from jaxdl.data import dataset_size, epoch_order, eval_batches, shuffled_batches
 from jaxdl.metrics import accuracy
 
@@ -141,7 +139,7 @@ def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[
 
 def predict(apply_fn: Callable, params, inputs: jax.Array, batch_size: int) -> np.ndarray:
     """Outputs of ``apply_fn(params, x)`` (``train=False``) for every input, in batches of one shape."""
-    forward = jax.jit(lambda params, x: apply_fn(params, x))
+    forward = jax.jit(apply_fn)  # jit caches per function: repeated calls compile once
     outputs = [forward(params, batch["x"]) for batch in eval_batches({"x": inputs}, batch_size)]
     return np.concatenate(jax.device_get(outputs))[: dataset_size({"x": inputs})]
 
@@ -178,7 +176,7 @@ RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress", "data_dir", "manual
 
 
 def _check_resumable(saved: dict, config: dict, path) -> None:
-    config = json.loads(json.dumps(config))  # as it was saved: tuples become lists
+    config = json_ready(config, "config")  # as it was saved: tuples become lists
     changed = {
         k: (saved.get(k), config.get(k))
         for k in set(saved) | set(config)

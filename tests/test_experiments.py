@@ -1,12 +1,10 @@
 """The lecture's first section as experiment scripts: perceptron.py and xor.py."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 import jaxdl.data
-from experiment_scripts import EXPERIMENTS, load_experiment
+from experiment_scripts import load_experiment
 
 filters = load_experiment("filters")
 PADDINGS = ["VALID", "SAME"]
