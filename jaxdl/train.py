@@ -22,7 +22,14 @@ import optax
 from jax import lax
 from tqdm.auto import tqdm
 
-from jaxdl.checkpoint import Checkpoint, json_ready, latest_checkpoint, load_checkpoint, save_checkpoint
+from jaxdl.checkpoint import (
+    Checkpoint,
+    json_ready,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from jaxdl.compiler import jit
 from jaxdl.data import dataset_size, epoch_order, eval_batches, shuffled_batches
 from jaxdl.metrics import accuracy
 
@@ -88,7 +95,7 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         return TrainState(state.step + 1, params, opt_state, state.key), values
 
-    return jax.jit(step)
+    return jit(step)
 
 
 def make_multi_step(train_step: Callable) -> Callable:
@@ -105,7 +112,7 @@ def make_multi_step(train_step: Callable) -> Callable:
 
         return lax.scan(one_step, state, order)
 
-    return jax.jit(run)
+    return jit(run)
 
 
 def make_eval_step(
@@ -122,7 +129,7 @@ def make_eval_step(
         weight = jnp.asarray(batch["y"].shape[0] if mask is None else mask.sum(), jnp.float32)
         return {**values, "weight": weight}
 
-    return jax.jit(eval_step)
+    return jit(eval_step)
 
 
 def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[str, float]:
@@ -139,7 +146,7 @@ def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[
 
 def predict(apply_fn: Callable, params, inputs: jax.Array, batch_size: int) -> np.ndarray:
     """Outputs of ``apply_fn(params, x)`` (``train=False``) for every input, in batches of one shape."""
-    forward = jax.jit(apply_fn)  # jit caches per function: repeated calls compile once
+    forward = jit(apply_fn)  # jit caches per function and options: repeated calls compile once
     outputs = [forward(params, batch["x"]) for batch in eval_batches({"x": inputs}, batch_size)]
     return np.concatenate(jax.device_get(outputs))[: dataset_size({"x": inputs})]
 

@@ -1,0 +1,60 @@
+"""``jit`` with the XLA options jaxdl chooses for the backend.
+
+On CPU, jaxlib 0.10 hands convolutions, dots and reductions to YNNPACK fusions,
+which ran every convolution on a single thread on our 2-core machine (measured:
+one core busy, half the speed). With those fusions off, XLA runs them through its
+Eigen runtime on every core: the benchmark CNN's training step is about 2x
+faster (docs/results.md). Other backends get XLA's defaults.
+
+A ``--xla_cpu_experimental_ynn_fusion_type`` given in ``XLA_FLAGS`` wins over
+jaxdl's choice, and a jaxlib that no longer knows the option gets its defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable
+
+import jax
+
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+CPU_OPTIONS: dict[str, Any] = {YNN_OPTION: ""}  # no YNNPACK fusions: Eigen's multi-threaded kernels
+
+
+def compiler_options(backend: str | None = None) -> dict[str, Any]:
+    """The XLA compiler options jaxdl's jitted functions use on ``backend`` (default: JAX's)."""
+    if (backend or jax.default_backend()) != "cpu" or YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    return dict(CPU_OPTIONS) if _accepted(tuple(CPU_OPTIONS.items())) else {}
+
+
+@functools.cache
+def _accepted(options: tuple) -> bool:
+    """Whether this jaxlib compiles with ``options`` (an option it does not know is an error)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(1.0).compile()
+    except Exception:  # jaxlib raises JaxRuntimeError("No such compile option ...")
+        return False
+    return True
+
+
+def jit(fun: Callable, **jit_kwargs) -> Callable:
+    """``jax.jit(fun, **jit_kwargs)``, compiled with :func:`compiler_options` when called at top level.
+
+    JAX takes compiler options only on an outermost jit, so inside another
+    transformation (a user's ``jit``, ``grad``, ``scan``) ``fun`` is traced as a plain
+    ``jax.jit`` and the outer computation's options apply.
+    """
+    plain = jax.jit(fun, **jit_kwargs)
+    options = compiler_options()
+    if not options:
+        return plain
+    top_level = jax.jit(fun, compiler_options=options, **jit_kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+        return (plain if traced else top_level)(*args, **kwargs)
+
+    return call

@@ -1,0 +1,58 @@
+"""jaxdl.compiler: per-backend XLA options, and a jit that still nests inside other transformations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxdl import compiler
+from jaxdl.compiler import CPU_OPTIONS, YNN_OPTION, compiler_options, jit
+
+on_cpu = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options are chosen for XLA:CPU")
+
+
+def conv(x, w):
+    return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@on_cpu
+def test_cpu_gets_jaxdls_options_and_other_backends_xlas_defaults():
+    assert compiler_options() == CPU_OPTIONS
+    assert compiler_options("cpu") == CPU_OPTIONS
+    assert compiler_options("gpu") == {}
+
+
+@on_cpu
+def test_the_options_keep_convolutions_out_of_ynnpack():
+    x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+    hlo = jax.jit(conv, compiler_options=compiler_options()).lower(x, w).compile().as_text()
+    assert "convolution(" in hlo and "__ynn_fusion" not in hlo
+
+
+@on_cpu
+def test_xla_flags_of_the_user_win(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", f"--{YNN_OPTION}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT")
+    assert compiler_options() == {}
+
+
+@on_cpu
+def test_a_jaxlib_without_the_option_gets_its_defaults(monkeypatch):
+    monkeypatch.setattr(compiler, "CPU_OPTIONS", {"xla_cpu_no_such_option_anywhere": True})
+    assert compiler_options() == {}
+
+
+def test_jit_computes_what_jax_jit_computes_at_top_level_and_nested():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+    loss = jit(lambda w, x: jnp.sum(conv(x, w) ** 2))
+    reference = lambda w, x: jnp.sum(conv(x, w) ** 2)  # noqa: E731
+    np.testing.assert_allclose(loss(w, x), reference(w, x), rtol=1e-5)
+    # Nested: JAX refuses compiler options on an inner jit; jaxdl's jit traces plainly there.
+    np.testing.assert_allclose(jax.jit(loss)(w, x), reference(w, x), rtol=1e-5)
+    np.testing.assert_allclose(jax.grad(loss)(w, x), jax.grad(reference)(w, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(jax.vmap(loss, (None, 0))(w, x[:, None]), jax.vmap(reference, (None, 0))(w, x[:, None]),
+                               rtol=1e-5)
+    total, _ = lax.scan(lambda total, xi: (total + loss(w, xi[None]), None), 0.0, x)
+    np.testing.assert_allclose(total, reference(w, x), rtol=1e-5)
