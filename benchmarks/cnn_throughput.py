@@ -178,7 +178,8 @@ def main(argv=None) -> dict:
     x, y = make_data(args.steps)
     if args.steps % args.steps_per_call:
         parser.error(f"--steps ({args.steps}) must be a multiple of --steps-per-call ({args.steps_per_call})")
-    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, jaxdl XLA options {compiler_options()}; batch {BATCH}, "
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, jaxdl's XLA options: {compiler_options()}")
+    print(f"batch {BATCH}, "
           f"{args.steps} steps x {args.repeats}, jaxdl steps per call: {args.steps_per_call}")
     setups = {"jaxdl": bench_jaxdl(x, y, args), "flax_linen": bench_flax(x, y, args)}
     if compiler_options():  # what jaxdl's speed owes to its XLA options (jaxdl.compiler)

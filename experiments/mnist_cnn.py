@@ -4,11 +4,13 @@ Two blocks of (3x3 convolution -> ReLU -> 2x2 max pooling) turn a 28x28 digit in
 64 feature maps of 7x7; a fully connected "voting" layer and a softmax give a
 probability distribution over the 10 digits. Trained with Adam and a cosine
 learning-rate schedule on images randomly shifted by up to 2 pixels; the test set
-is scored after every epoch.
+is scored after every epoch. ``--ensemble K`` trains K such networks (seeds
+--seed, --seed+1, ...) and averages their probability distributions.
 
     python experiments/mnist_cnn.py                     # offline: JAXDL_MANUAL_DIR=../shared/data
     python experiments/mnist_cnn.py --epochs 3 --out runs/quick
     python experiments/mnist_cnn.py --dataset fashion_mnist
+    python experiments/mnist_cnn.py --ensemble 5 --out runs/mnist_ensemble   # the stronger recipe
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, fit, make_eval_step, make_train_step, predict
+from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_step, predict
 
 
 def parse_args(argv):
@@ -38,6 +40,8 @@ def parse_args(argv):
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the output layer")
     parser.add_argument("--shift", type=experiment.non_negative_int, default=2,
                         help="augmentation: move training images by up to this many pixels (0: none)")
+    parser.add_argument("--ensemble", type=experiment.positive_int, default=1,
+                        help="train this many networks (seeds --seed, --seed+1, ...) and average their predictions")
     parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                         help="train on the first N training images only (a quick run); default: all")
     args = parser.parse_args(argv)
@@ -46,14 +50,20 @@ def parse_args(argv):
     return parser, args
 
 
-def report(model, params, data, args) -> dict:
-    """Test accuracy, a few probability distributions, and the plots of what the network learned."""
-    logits = predict(model.apply, params, data.test["x"], 1000)
-    probabilities = np.asarray(jax.nn.softmax(logits))
-    predicted = probabilities.argmax(-1)
+def report(model, members: list, data, args) -> dict:
+    """Test accuracy, a few probability distributions, and the plots of what the (first) network learned.
+
+    ``members`` holds each network's params; their probability distributions are averaged.
+    """
     labels = data.test["y"]
+    each = [np.asarray(jax.nn.softmax(predict(model.apply, params, data.test["x"], 1000))) for params in members]
+    if len(members) > 1:
+        print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
+    probabilities = np.mean(each, axis=0)
+    predicted = probabilities.argmax(-1)
     accuracy = float((predicted == labels).mean())
-    print(f"\ntest accuracy: {accuracy:.2%} ({int((predicted != labels).sum())} of {len(labels):,} wrong)")
+    who = f"the ensemble of {len(members)}" if len(members) > 1 else "the network"
+    print(f"test accuracy of {who}: {accuracy:.2%} ({int((predicted != labels).sum())} of {len(labels):,} wrong)")
 
     print("\nprobability distribution over the classes for the first test images:")
     names = data.class_names
@@ -63,6 +73,7 @@ def report(model, params, data, args) -> dict:
     out = args.out
     cm = np.asarray(confusion_matrix(labels, predicted, data.num_classes))
     viz.plot_confusion_matrix(cm, out / "confusion_matrix.png", labels=names, title=f"{args.dataset} test set")
+    params = members[0]
     kernels = np.asarray(params["conv1"]["w"])  # (3, 3, C, width)
     viz.plot_image_grid(np.moveaxis(kernels.mean(2), -1, 0), out / "filters.png", cmap="RdBu_r", centered=True,
                         title="learned first-layer filters (3x3)")
@@ -78,7 +89,29 @@ def report(model, params, data, args) -> dict:
         titles=[f"{names[labels[i]]} -> {names[predicted[i]]} ({probabilities[i, predicted[i]]:.0%})" for i in worst],
         title="the most confidently wrong test images (true -> predicted)",
     )
-    return {"test_accuracy": accuracy}
+    return {"test_accuracy": accuracy, "member_test_accuracies": [float((p.argmax(-1) == labels).mean()) for p in each]}
+
+
+def train(model, data, args, seed: int, checkpoints) -> FitResult:
+    """One network from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+    steps = args.epochs * (len(data.train["y"]) // args.batch_size)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
+    init_key, state_key = jax.random.split(jax.random.key(seed))
+    _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
+    result = fit(
+        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        data.train, epochs=args.epochs, batch_size=args.batch_size,
+        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=data.test,
+        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
+        config={**{k: v for k, v in experiment.run_config(args).items() if k != "ensemble"}, "seed": seed},
+    )
+    print(format_table(
+        ("epoch", "train loss", "test loss", "test accuracy", "elapsed s"),
+        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
+          f"{r['elapsed_s']:.1f}") for r in result.history],
+        right=range(5),
+    ))
+    return result
 
 
 def main(argv=None) -> dict:
@@ -88,37 +121,27 @@ def main(argv=None) -> dict:
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
-    steps = args.epochs * (len(data.train["y"]) // args.batch_size)
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
-    init_key, state_key = jax.random.split(jax.random.key(args.seed))
-    _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
-    state = TrainState.create(params, optimizer, state_key)
-    result = fit(
-        state, make_train_step(model.apply, softmax_cross_entropy, optimizer), data.train,
-        epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=data.test,
-        checkpoint_dir=checkpoints, resume=args.resume, config=experiment.run_config(args), progress=args.progress,
-    )
-    history = result.history
-    elapsed = np.cumsum([record["time_s"] for record in history])
-    reached = [t for t, record in zip(elapsed, history) if record.get("val_accuracy", 0) >= 0.99]
-    print(format_table(
-        ("epoch", "train loss", "test loss", "test accuracy", "time s"),
-        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}", f"{t:.1f}")
-         for r, t in zip(history, elapsed)],
-        right=range(5),
-    ))
-    metrics = report(model, result.state.params, data, args)
-    trained_images = int(result.state.step) * args.batch_size
+    results = []
+    for i in range(args.ensemble):
+        if args.ensemble > 1:
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {args.seed + i})")
+        folder = checkpoints / f"member{i + 1}" if args.ensemble > 1 else checkpoints
+        results.append(train(model, data, args, args.seed + i, folder))
+    metrics = report(model, [result.state.params for result in results], data, args)
+    first = results[0]
+    reached = [r["elapsed_s"] for r in first.history if r.get("val_accuracy", 0) >= 0.99]
+    train_time = sum(result.train_time_s for result in results)
+    trained_images = sum(int(result.state.step) for result in results) * args.batch_size
     metrics.update({
-        "train_time_s": round(result.train_time_s, 2),
-        "compile_time_s": round(result.compile_time_s, 2),
-        "images_per_s": round(trained_images / max(result.train_time_s, 1e-9), 1),
-        "time_to_99_s": round(float(reached[0]), 2) if reached else None,
+        "train_time_s": round(train_time, 2),
+        "compile_time_s": round(first.compile_time_s, 2),
+        "images_per_s": round(trained_images / max(train_time, 1e-9), 1),
+        "time_to_99_s": round(reached[0], 2) if reached else None,  # the first network's, evaluations included
         "epochs": args.epochs,
     })
-    viz.plot_history(history, "loss", args.out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
-    viz.plot_history(history, "accuracy", args.out / "accuracy.png", title=f"{args.dataset}: accuracy (val = test set)")
+    viz.plot_history(first.history, "loss", args.out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
+    viz.plot_history(first.history, "accuracy", args.out / "accuracy.png",
+                     title=f"{args.dataset}: accuracy (val = test set)")
     path = experiment.write_metrics(args.out, metrics)
     print(f"\nwrote {path} and plots to {args.out}")
     return metrics

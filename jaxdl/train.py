@@ -173,7 +173,7 @@ class EarlyStopping(NamedTuple):
 
 class FitResult(NamedTuple):
     state: TrainState
-    history: list[dict]  # one record per epoch: epoch, step, time_s, train_*, val_*
+    history: list[dict]  # one record per epoch: epoch, step, time_s, elapsed_s, train_*, val_*
     compile_time_s: float  # the first step of this process, compilation included
     train_time_s: float  # wall time of the training steps (not evaluation), summed over resumed runs
 
@@ -258,7 +258,7 @@ def fit(
     steps_per_epoch = n // batch_size
     config = dict(config or {})
     history: list[dict] = []
-    train_time = 0.0
+    train_time = elapsed_before = 0.0
     found = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
     if found and not resume:
         raise ValueError(
@@ -270,6 +270,7 @@ def fit(
         _check_resumable(checkpoint.config, config, found)
         state, history = checkpoint.state, list(checkpoint.meta.get("history", []))
         train_time = float(checkpoint.meta.get("train_time_s", 0.0))
+        elapsed_before = float(checkpoint.meta.get("elapsed_s", 0.0))
     last_checkpoint = str(found) if found else None
 
     train_data = jax.device_put(dict(train_data))
@@ -300,7 +301,7 @@ def fit(
     def save() -> None:
         nonlocal last_checkpoint
         if checkpoint_dir:
-            meta = {"history": history, "train_time_s": train_time}
+            meta = {"history": history, "train_time_s": train_time, "elapsed_s": elapsed()}
             path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
             last_checkpoint = str(path)
 
@@ -321,6 +322,12 @@ def fit(
             end = min((begin // steps_per_call + 1) * steps_per_call, steps_per_epoch)
             yield end - begin, lambda state, ids=order[begin:end]: multi_step(state, train_data, ids)
             begin = end
+
+    began_training = time.perf_counter()
+
+    def elapsed() -> float:
+        """Wall time since training began (steps, evaluations, checkpoints), over resumed runs."""
+        return elapsed_before + time.perf_counter() - began_training
 
     stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
     try:
@@ -347,8 +354,12 @@ def fit(
             if eval_step is not None and eval_data is not None:
                 scores = evaluate(eval_step, state.params, eval_data, batch_size)
                 record.update({f"val_{k}": v for k, v in scores.items()})
+            record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)
-            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}")
+            summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
+            bar.set_postfix_str(summary)
+            if bar.disable:  # no bar (e.g. output to a file): one line per epoch instead
+                print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
             for callback in callbacks:
                 callback(state, record)
             stop = early_stopping is not None and early_stopping.should_stop(history)

@@ -74,3 +74,15 @@ def test_invalid_flags_are_rejected(flags, message, tmp_path, capsys):
         mnist_cnn.main([*flags, "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_ensemble_trains_each_network_from_its_own_seed_and_averages(tmp_path, mnist_data_dir, capsys):
+    out = tmp_path / "ensemble"
+    metrics = mnist_cnn.main(["--ensemble", "2", "--epochs", "1", "--train-examples", "2000", "--out", str(out),
+                              "--data-dir", str(mnist_data_dir)])
+    assert len(metrics["member_test_accuracies"]) == 2
+    assert metrics["member_test_accuracies"][0] != metrics["member_test_accuracies"][1]  # seeds 0 and 1
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.10; one short epoch
+    assert "test accuracy of the ensemble of 2" in capsys.readouterr().out
+    for member in ("member1", "member2"):
+        assert list((out / "checkpoints" / member).glob("step_*.ckpt")), member
