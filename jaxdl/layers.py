@@ -321,23 +321,34 @@ def Embedding(
     features: int,
     *,
     init_fn: Initializer = initializers.normal(stddev=1.0),
+    padding_id: int | None = None,
     name: str = "embedding",
 ) -> Layer:
     """Look up integer ids in a table: (...) int -> (..., features).
 
+    With ``padding_id``, that id embeds to zeros: its row starts at zero and
+    never gets a gradient (like torch's ``padding_idx``).
     Params: ``table`` (vocab_size, features).
     """
     _positive(vocab_size, "Embedding vocab_size")
     _positive(features, "Embedding features")
+    if padding_id is not None and not (isinstance(padding_id, int) and 0 <= padding_id < vocab_size):
+        raise ValueError(f"Embedding padding_id must be an id in [0, {vocab_size}) or None, got {padding_id!r}")
 
     def init(key, input_shape):
-        return (*input_shape, features), {"table": init_fn(key, (vocab_size, features))}
+        table = init_fn(key, (vocab_size, features))
+        if padding_id is not None:
+            table = table.at[padding_id].set(0)
+        return (*input_shape, features), {"table": table}
 
     def apply(params, ids, *, key=None, train=False):
         dtype = jnp.asarray(ids).dtype
         if not jnp.issubdtype(dtype, jnp.integer):
             raise LayerError("Embedding", f"expected integer token ids, got dtype {dtype}")
-        return jnp.take(params["table"], ids, axis=0)
+        vectors = jnp.take(params["table"], ids, axis=0)
+        if padding_id is None:
+            return vectors
+        return jnp.where((ids != padding_id)[..., None], vectors, 0)
 
     return Layer(init, apply, name, "Embedding")
 

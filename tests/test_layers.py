@@ -720,3 +720,27 @@ def test_random_shift_moves_each_image_within_its_bound():
         RandomShift(2).apply({}, x, train=True)
     with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
         RandomShift(-1)
+
+
+# ------------------------------------------------------------ Embedding padding_id
+def test_embedding_padding_row_starts_at_zero():
+    _, params = Embedding(6, 4, padding_id=2).init(KEY, (-1, 5))
+    np.testing.assert_array_equal(params["table"][2], np.zeros(4))
+    assert (params["table"][np.arange(6) != 2] != 0).all()
+
+
+def test_embedding_padding_id_embeds_to_zeros_and_gets_no_gradient():
+    layer = Embedding(6, 3, padding_id=0)
+    params = random_params(layer, (2, 4))  # a non-zero padding row: its output is zero all the same
+    ids = jnp.array([[0, 2, 2, 5], [5, 0, 1, 0]])
+    vectors = layer.apply(params, ids)
+    np.testing.assert_array_equal(vectors[ids == 0], np.zeros((3, 3)))
+    np.testing.assert_array_equal(vectors[ids != 0], Embedding(6, 3).apply(params, ids)[ids != 0])
+    counts = jax.grad(lambda p: layer.apply(p, ids).sum())(params)["table"][:, 0]
+    np.testing.assert_array_equal(counts, [0, 1, 2, 0, 0, 2])
+
+
+@pytest.mark.parametrize("padding_id", [6, -1, 2.0, "0"])
+def test_embedding_padding_id_outside_the_vocabulary_raises(padding_id):
+    with pytest.raises(ValueError, match=r"padding_id must be an id in \[0, 6\) or None"):
+        Embedding(6, 3, padding_id=padding_id)

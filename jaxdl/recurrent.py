@@ -1,0 +1,336 @@
+"""Recurrent networks: cells (simple, LSTM, GRU) scanned over padded batches of sequences.
+
+A :class:`Cell` is a pure step function and its initialiser; :func:`RNN` turns one
+into a jaxdl :class:`~jaxdl.layers.Layer` that runs it over time with ``lax.scan``
+(compile time does not grow with the sequence length), optionally stacked, with
+dropout between layers, and bidirectional::
+
+    encoder = RNN(LSTMCell(64), layers=2, bidirectional=True, output="last")
+    shape, params = encoder.init(key, (-1, -1, 32))        # (N, T, D) -> (N, 128)
+    h = encoder.apply(params, x, lengths=lengths)           # x: (N, T, D) padded
+
+Padding sits at the end of each sequence. At padded steps the inputs are ignored
+(they reach neither outputs nor gradients), the state is frozen and the outputs
+are zero. The backward direction reads only the valid part of each sequence
+backward: ``[a b c PAD PAD]`` is read as ``c b a``, and its outputs are put back
+at positions 0..2.
+
+Cell numerics equal flax.linen's ``SimpleCell``, ``LSTMCell`` and ``GRUCell``
+given the same weights; their per-gate kernels are concatenated here in flax's
+gate order (LSTM: i f g o; GRU: r z n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.nn import initializers
+
+from jaxdl.layers import (
+    Dropout,
+    Initializer,
+    Layer,
+    LayerError,
+    _check_float,
+    _check_last_dim,
+    _check_rank,
+    _fmt,
+    _keys,
+    _positive,
+)
+
+Carry = Any  # an array (N, H), or a tuple of them (the LSTM's (c, h))
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions, its state size and its type.
+
+    Attributes:
+      init: ``(key, input_dim) -> params``, a dict holding at least ``w_i``
+        (D, G) and ``b`` (G,): the layer projects the inputs of all time steps
+        at once with ``x @ w_i + b`` before the scan.
+      apply: ``(params, carry, x_proj) -> (carry, h)``: one time step, given the
+        projected input ``x_proj`` (N, G); ``h`` is the output (N, hidden).
+      zero_carry: ``(batch, dtype) -> carry``: the state before the first step.
+      hidden: the size H of the output ``h``.
+      kind: the cell's type, e.g. ``"LSTM"``.
+    """
+
+    init: Callable[[jax.Array, int], dict]
+    apply: Callable[[dict, Carry, jax.Array], tuple[Carry, jax.Array]]
+    zero_carry: Callable[[int, Any], Carry]
+    hidden: int
+    kind: str
+
+
+def _gate_params(key, input_dim, hidden, gates, kernel_init, recurrent_init, bias_init) -> dict:
+    """``w_i`` (D, gates * H), ``w_h`` (H, gates * H), ``b`` (gates * H,).
+
+    Each gate's (D, H) and (H, H) block is initialised on its own, as flax's
+    per-gate Dense layers are: an orthogonal ``recurrent_init`` makes every
+    gate's recurrent map orthogonal, not only the concatenation.
+    """
+
+    def blocks(init, key, rows):
+        return jnp.concatenate([init(k, (rows, hidden)) for k in jax.random.split(key, gates)], axis=1)
+
+    input_key, recurrent_key, bias_key = jax.random.split(key, 3)
+    return {
+        "w_i": blocks(kernel_init, input_key, input_dim),
+        "w_h": blocks(recurrent_init, recurrent_key, hidden),
+        "b": bias_init(bias_key, (gates * hidden,)),
+    }
+
+
+def _zero_state(hidden: int):
+    return lambda batch, dtype: jnp.zeros((batch, hidden), dtype)
+
+
+def SimpleCell(
+    hidden: int,
+    *,
+    activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+) -> Cell:
+    """Elman cell: ``h' = activation(x @ w_i + b + h @ w_h)``.
+
+    Params: ``w_i`` (D, H), ``w_h`` (H, H), ``b`` (H,). Carry: ``h`` (N, H).
+    """
+    _positive(hidden, "SimpleCell hidden")
+
+    def init(key, input_dim):
+        return _gate_params(key, input_dim, hidden, 1, kernel_init, recurrent_init, bias_init)
+
+    def apply(params, h, x_proj):
+        h = activation(x_proj + h @ params["w_h"])
+        return h, h
+
+    return Cell(init, apply, _zero_state(hidden), hidden, "SimpleRNN")
+
+
+def LSTMCell(
+    hidden: int,
+    *,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+) -> Cell:
+    """Long short-term memory, as flax's ``LSTMCell``: gates i, f, g, o of
+    ``x @ w_i + b + h @ w_h``; ``c' = f * c + i * g``, ``h' = o * tanh(c')``.
+
+    Params: ``w_i`` (D, 4H), ``w_h`` (H, 4H), ``b`` (4H,), gates in the order
+    i f g o. Carry: ``(c, h)``, each (N, H).
+    """
+    _positive(hidden, "LSTMCell hidden")
+
+    def init(key, input_dim):
+        return _gate_params(key, input_dim, hidden, 4, kernel_init, recurrent_init, bias_init)
+
+    def apply(params, carry, x_proj):
+        c, h = carry
+        i, f, g, o = jnp.split(x_proj + h @ params["w_h"], 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    def zero_carry(batch, dtype):
+        return (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
+
+    return Cell(init, apply, zero_carry, hidden, "LSTM")
+
+
+def GRUCell(
+    hidden: int,
+    *,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+) -> Cell:
+    """Gated recurrent unit, as flax's ``GRUCell``::
+
+        r, z = sigmoid(x @ w_i[r, z] + b[r, z] + h @ w_h[r, z])
+        n = tanh(x @ w_i[n] + b[n] + r * (h @ w_h[n] + b_hn))
+        h' = (1 - z) * n + z * h
+
+    Params: ``w_i`` (D, 3H), ``w_h`` (H, 3H), ``b`` (3H,), gates in the order
+    r z n, and ``b_hn`` (H,), the bias inside the reset gate. Carry: ``h`` (N, H).
+    """
+    _positive(hidden, "GRUCell hidden")
+
+    def init(key, input_dim):
+        gates_key, bias_key = jax.random.split(key)
+        params = _gate_params(gates_key, input_dim, hidden, 3, kernel_init, recurrent_init, bias_init)
+        return {**params, "b_hn": bias_init(bias_key, (hidden,))}
+
+    def apply(params, h, x_proj):
+        x_r, x_z, x_n = jnp.split(x_proj, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(h @ params["w_h"], 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * (h_n + params["b_hn"]))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return Cell(init, apply, _zero_state(hidden), hidden, "GRU")
+
+
+# ------------------------------------------------------------------------ over time
+def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Reverse the first ``lengths[n]`` steps of each sequence; padding stays in place.
+
+    (N, T, ...) -> (N, T, ...): ``[a b c PAD PAD]`` -> ``[c b a PAD PAD]``.
+    Its own inverse. ``lengths`` (N,) int, each in [0, T].
+    """
+    steps = jnp.arange(x.shape[1])
+    lengths = lengths[:, None]
+    index = jnp.where(steps < lengths, lengths - 1 - steps, steps)  # (N, T)
+    return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Run ``cell`` over (N, T, D): outputs (N, T, H), zero at padded steps, and the
+    last valid output (N, H), zero for an empty sequence.
+
+    The inputs of all steps are projected in one matmul; the scan body does only
+    the recurrent matmul and the gates. At a padded step the state is kept.
+    """
+    x_proj = x @ params["w_i"] + params["b"]
+    batch = x.shape[0]
+    start = (cell.zero_carry(batch, x_proj.dtype), jnp.zeros((batch, cell.hidden), x_proj.dtype))
+
+    def step(state, inputs):
+        x_t, valid_t = inputs
+        valid_t = valid_t[:, None]
+        carry, h = cell.apply(params, state[0], x_t)
+        state = jax.tree.map(lambda new, old: jnp.where(valid_t, new, old), (carry, h), state)
+        return state, jnp.where(valid_t, h, 0)
+
+    (_, last), outputs = lax.scan(step, start, (x_proj.swapaxes(0, 1), valid.T))
+    return outputs.swapaxes(0, 1), last
+
+
+def _valid_lengths(kind: str, shape, mask, lengths) -> jax.Array:
+    """The number of valid steps of each sequence (N,), from ``mask`` or ``lengths``."""
+    n, t, _ = shape
+    if mask is not None and lengths is not None:
+        raise LayerError(kind, "got both mask and lengths: give one of them")
+    if mask is not None:
+        if jnp.shape(mask) != (n, t):
+            expected = f"(N, T) = {_fmt((n, t))} for an input of shape {_fmt(shape)}"
+            raise LayerError(kind, f"mask must be {expected}, got {_fmt(jnp.shape(mask))}")
+        return jnp.count_nonzero(mask, axis=1)
+    if lengths is None:
+        return jnp.full((n,), t)
+    if jnp.shape(lengths) != (n,):
+        expected = f"(N,) = ({n},) for an input of shape {_fmt(shape)}"
+        raise LayerError(kind, f"lengths must be {expected}, got {_fmt(jnp.shape(lengths))}")
+    if not jnp.issubdtype(jnp.asarray(lengths).dtype, jnp.integer):
+        raise LayerError(kind, f"lengths must be integers, got dtype {jnp.asarray(lengths).dtype}")
+    return jnp.clip(lengths, 0, t)
+
+
+def _select_output(output: str, sequence, last, valid, lengths) -> jax.Array:
+    """The output the layer was built for, from the top layer's (N, T, F) and (N, F)."""
+    if output == "sequence":
+        return sequence
+    if output == "last":
+        return last
+    if output == "mean":  # padded steps are zero: the sum is over valid steps
+        return sequence.sum(axis=1) / jnp.maximum(lengths, 1)[:, None].astype(sequence.dtype)
+    largest = jnp.max(jnp.where(valid[..., None], sequence, -jnp.inf), axis=1, initial=-jnp.inf)
+    return jnp.where((lengths > 0)[:, None], largest, 0)
+
+
+OUTPUTS = ("sequence", "last", "mean", "max")
+MERGES = {"concat": lambda a, b: jnp.concatenate([a, b], axis=-1), "sum": jnp.add}
+
+
+def RNN(
+    cell: Cell,
+    *,
+    layers: int = 1,
+    bidirectional: bool = False,
+    merge: str = "concat",
+    dropout: float = 0.0,
+    output: str = "sequence",
+    name: str | None = None,
+) -> Layer:
+    """Run ``cell`` over padded batches of sequences: (N, T, D) -> (N, T, F) or (N, F).
+
+    ``apply(params, x, *, mask=None, lengths=None, key=None, train=False)``:
+    ``mask`` (N, T) (bool or 0/1, true on a prefix of each row: padding at the
+    end; only its row sums are used) or ``lengths`` (N,) int (clipped to
+    [0, T]) say which steps are valid; with neither, all are.
+
+    Args:
+      cell: the step, e.g. ``LSTMCell(64)``; each layer and direction has its own weights.
+      layers: cells stacked on each other; layer k + 1 reads the outputs of layer k.
+      bidirectional: also read each sequence backward (its valid part only).
+      merge: how the two directions combine: ``"concat"`` (F = 2H) or ``"sum"`` (F = H).
+      dropout: the rate of dropout between layers, applied when ``train=True``
+        (which then needs a ``key``).
+      output: ``"sequence"``: every step's state (N, T, F), zero at padded steps;
+        ``"last"``: the state after the last valid step (N, F) (for the backward
+        direction: after reading back to the first step); ``"mean"`` / ``"max"``:
+        the states pooled over valid steps (N, F). An empty sequence gives zeros.
+      name: the layer's name in a combinator (default: its kind in lower case).
+
+    Params: ``{"layer1": {"forward": cell params, "backward": ...}, "layer2": ...}``.
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"RNN needs a Cell such as LSTMCell(64), got {cell!r:.80}")
+    _positive(layers, "RNN layers")
+    if merge not in MERGES:
+        raise ValueError(f"RNN merge must be one of {tuple(MERGES)}, got {merge!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"RNN output must be one of {OUTPUTS}, got {output!r}")
+    between_layers = Dropout(dropout)
+    kind = ("Bi" if bidirectional else "") + cell.kind
+    directions = ("forward", "backward") if bidirectional else ("forward",)
+    features = 2 * cell.hidden if bidirectional and merge == "concat" else cell.hidden
+
+    def init(key, input_shape):
+        _check_rank(kind, input_shape, 3, "(N, T, D)")
+        n, t, size = input_shape
+        if size <= 0:
+            raise LayerError(kind, f"needs a known feature axis D, got input shape {_fmt(input_shape)}")
+        params = {}
+        for layer, layer_key in enumerate(jax.random.split(key, layers), start=1):
+            keys = jax.random.split(layer_key, len(directions))
+            params[f"layer{layer}"] = {d: cell.init(k, size) for d, k in zip(directions, keys)}
+            size = features
+        return ((n, t, features) if output == "sequence" else (n, features)), params
+
+    def run_layer(params, x, valid, lengths):
+        forward, last = _scan(cell, params["forward"], x, valid)
+        if not bidirectional:
+            return forward, last
+        backward, first = _scan(cell, params["backward"], reverse_valid(x, lengths), valid)
+        combine = MERGES[merge]
+        return combine(forward, reverse_valid(backward, lengths)), combine(last, first)
+
+    def apply(params, x, *, mask=None, lengths=None, key=None, train=False):
+        _check_rank(kind, x.shape, 3, "(N, T, D)")
+        _check_last_dim(kind, x.shape, params["layer1"]["forward"]["w_i"].shape[0])
+        _check_float(kind, x)
+        lengths = _valid_lengths(kind, x.shape, mask, lengths)
+        if train and dropout > 0 and layers > 1 and key is None:
+            raise LayerError(
+                kind, "train=True with dropout needs a random key: call apply(params, x, key=key, train=True)"
+            )
+        valid = jnp.arange(x.shape[1]) < lengths[:, None]  # (N, T)
+        # Zero, not garbage, at padded steps: nothing there can reach a gradient (not even NaN * 0).
+        x = jnp.where(valid[..., None], x, 0)
+        x, last = run_layer(params["layer1"], x, valid, lengths)
+        for layer, dropout_key in enumerate(_keys(key, layers - 1), start=2):
+            x = between_layers.apply({}, x, key=dropout_key, train=train)
+            x, last = run_layer(params[f"layer{layer}"], x, valid, lengths)
+        return _select_output(output, x, last, valid, lengths)
+
+    return Layer(init, apply, name or kind.lower(), kind)

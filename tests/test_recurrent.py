@@ -1,0 +1,457 @@
+"""Tests of jaxdl.recurrent: shapes, numerics against flax.linen, padding, gradients, time scaling, errors."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.nn import initializers
+from jax.test_util import check_grads
+
+from jaxdl.layers import Dense, Embedding, LayerError, abstract_init, serial, summary
+from jaxdl.recurrent import OUTPUTS, RNN, GRUCell, LSTMCell, SimpleCell, reverse_valid
+
+KEY = jax.random.key(0)
+CELLS = {"simple": SimpleCell, "lstm": LSTMCell, "gru": GRUCell}
+LENGTHS = jnp.array([5, 3, 1, 4])  # a padded batch of (4, 5, D)
+
+
+# ------------------------------------------------------------------------ helpers
+def random_params(layer, input_shape, seed: int = 1, scale: float = 0.5, dtype=jnp.float32):
+    """Params of the shapes ``layer.init`` gives, filled with normal noise (biases too)."""
+    _, params = abstract_init(layer, input_shape)
+    leaves, tree = jax.tree.flatten(params)
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(tree, [jnp.asarray(scale * rng.standard_normal(p.shape), dtype) for p in leaves])
+
+
+def random_input(shape, seed: int = 2, dtype=jnp.float32):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+def valid_steps(lengths, steps: int):
+    """(N, T) bool: True at the first lengths[n] steps of row n."""
+    return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
+
+
+def assert_close(actual, expected, tol=1e-5):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol, atol=tol)
+
+
+def every_output(**options):
+    """A jitted ``(params, x, lengths=None) -> {output: y}`` over every output of one set of params."""
+    layers = {output: RNN(**options, output=output) for output in OUTPUTS}
+
+    def apply(params, x, lengths=None):
+        return {output: layer.apply(params, x, lengths=lengths) for output, layer in layers.items()}
+
+    return jax.jit(apply)
+
+
+# --------------------------------------------------------------- 1. shapes and params
+@settings(max_examples=20, deadline=None)
+@given(
+    cell=st.sampled_from(list(CELLS.values())),
+    hidden=st.integers(1, 4),
+    layers=st.integers(1, 3),
+    bidirectional=st.booleans(),
+    merge=st.sampled_from(["concat", "sum"]),
+    output=st.sampled_from(OUTPUTS),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 4)),
+)
+def test_apply_output_shape_is_the_inferred_shape(cell, hidden, layers, bidirectional, merge, output, shape):
+    layer = RNN(cell(hidden), layers=layers, bidirectional=bidirectional, merge=merge, output=output)
+    inferred, params = abstract_init(layer, shape)
+    lengths = jax.ShapeDtypeStruct(shape[:1], jnp.int32)
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    y = jax.eval_shape(partial(layer.apply, train=True, key=KEY), params, x, lengths=lengths)
+    assert y.shape == inferred
+    features = 2 * hidden if bidirectional and merge == "concat" else hidden
+    assert inferred == ((*shape[:2], features) if output == "sequence" else (shape[0], features))
+    unknown, _ = abstract_init(layer, (-1, -1, shape[2]))
+    assert unknown == ((-1, -1, features) if output == "sequence" else (-1, features))
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        (SimpleCell(3), {"w_i": (5, 3), "w_h": (3, 3), "b": (3,)}),
+        (LSTMCell(3), {"w_i": (5, 12), "w_h": (3, 12), "b": (12,)}),
+        (GRUCell(3), {"w_i": (5, 9), "w_h": (3, 9), "b": (9,), "b_hn": (3,)}),
+    ],
+    ids=CELLS.keys(),
+)
+def test_cell_params_have_readable_names(cell, expected):
+    assert jax.tree.map(jnp.shape, cell.init(KEY, 5)) == expected
+
+
+def test_stacked_bidirectional_params_nest_by_layer_and_direction():
+    _, params = RNN(GRUCell(3), layers=3, bidirectional=True).init(KEY, (-1, -1, 5))
+    shapes = jax.tree.map(jnp.shape, params)
+    assert set(shapes) == {"layer1", "layer2", "layer3"}
+    assert all(set(shapes[layer]) == {"forward", "backward"} for layer in shapes)
+    assert shapes["layer1"]["backward"]["w_i"] == (5, 9)
+    assert shapes["layer2"]["forward"]["w_i"] == (6, 9)  # reads both directions, concatenated
+    _, params = RNN(GRUCell(3), layers=2, bidirectional=True, merge="sum").init(KEY, (-1, -1, 5))
+    assert params["layer2"]["forward"]["w_i"].shape == (3, 9)
+    assert not jnp.array_equal(params["layer1"]["forward"]["w_h"], params["layer1"]["backward"]["w_h"])
+
+
+@pytest.mark.parametrize("make, gates", [(SimpleCell, 1), (LSTMCell, 4), (GRUCell, 3)], ids=CELLS.keys())
+def test_each_gates_recurrent_kernel_is_orthogonal(make, gates):
+    w_h = make(6).init(KEY, 4)["w_h"]
+    for block in jnp.split(w_h, gates, axis=1):
+        assert_close(block @ block.T, jnp.eye(6))
+
+
+def test_initializers_are_configurable():
+    cell = LSTMCell(3, kernel_init=initializers.zeros, recurrent_init=initializers.ones, bias_init=initializers.ones)
+    params = cell.init(KEY, 2)
+    np.testing.assert_array_equal(params["w_i"], np.zeros((2, 12)))
+    np.testing.assert_array_equal(params["w_h"], np.ones((3, 12)))
+    np.testing.assert_array_equal(params["b"], np.ones(12))
+    assert (GRUCell(2, bias_init=initializers.ones).init(KEY, 2)["b_hn"] == 1).all()
+
+
+def test_summary_shows_a_recurrent_model():
+    model = serial(Embedding(50, 8), RNN(LSTMCell(16), layers=2, bidirectional=True, output="mean"), Dense(3))
+    printed = []
+    total = summary(model, (-1, 7), print_fn=printed.append)
+    per_direction = (8 * 64 + 16 * 64 + 64) + (32 * 64 + 16 * 64 + 64)
+    row = next(line for line in printed[0].splitlines() if line.split()[0] == "bilstm")
+    assert "BiLSTM" in row and "(-1, 32)" in row and row.split()[-1] == f"{2 * per_direction:,}"
+    assert total == 50 * 8 + 2 * per_direction + 32 * 3 + 3
+
+
+# ---------------------------------------------------------------- 2. flax.linen numerics
+def split_gates(w, gates):
+    return jnp.split(w, gates, axis=-1)
+
+
+def lstm_to_flax(p):
+    kernels_i, kernels_h, biases = (split_gates(p[k], 4) for k in ("w_i", "w_h", "b"))
+    params = {f"i{g}": {"kernel": k} for g, k in zip("ifgo", kernels_i)}
+    params |= {f"h{g}": {"kernel": k, "bias": b} for g, k, b in zip("ifgo", kernels_h, biases)}
+    return params
+
+
+def gru_to_flax(p):
+    kernels_i, kernels_h, biases = (split_gates(p[k], 3) for k in ("w_i", "w_h", "b"))
+    params = {f"i{g}": {"kernel": k, "bias": b} for g, k, b in zip("rzn", kernels_i, biases)}
+    params |= {f"h{g}": {"kernel": k} for g, k in zip("rzn", kernels_h)}
+    params["hn"]["bias"] = p["b_hn"]
+    return params
+
+
+def simple_to_flax(p):
+    return {"i": {"kernel": p["w_i"], "bias": p["b"]}, "h": {"kernel": p["w_h"]}}
+
+
+FLAX_CELLS = {
+    "simple": (SimpleCell, nn.SimpleCell, simple_to_flax, lambda carry: carry),
+    "lstm": (LSTMCell, nn.LSTMCell, lstm_to_flax, lambda carry: carry[1]),
+    "gru": (GRUCell, nn.GRUCell, gru_to_flax, lambda carry: carry),
+}
+
+
+def flax_run(flax_cell, params, x, lengths, reverse=False):
+    """flax.linen's RNN over a padded batch: (last valid carry, outputs)."""
+    rnn = nn.RNN(flax_cell, return_carry=True, reverse=reverse, keep_order=True)
+    return jax.jit(rnn.apply)({"params": {"cell": params}}, x, seq_lengths=lengths)
+
+
+@pytest.mark.parametrize("ours, theirs, to_flax, hidden_of", FLAX_CELLS.values(), ids=FLAX_CELLS.keys())
+def test_bidirectional_cells_match_flax_on_a_padded_batch(ours, theirs, to_flax, hidden_of):
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(ours(6), bidirectional=True), x.shape)
+    forward, backward = (to_flax(params["layer1"][direction]) for direction in ("forward", "backward"))
+    carry_f, outputs_f = flax_run(theirs(6), forward, x, LENGTHS)
+    carry_b, outputs_b = flax_run(theirs(6), backward, x, LENGTHS, reverse=True)
+
+    ours_ = every_output(cell=ours(6), bidirectional=True)(params, x, LENGTHS)
+    valid = valid_steps(LENGTHS, 5)
+    assert_close(ours_["sequence"][..., :6][valid], outputs_f[valid])
+    assert_close(ours_["sequence"][..., 6:][valid], outputs_b[valid])
+    assert_close(ours_["last"], jnp.concatenate([hidden_of(carry_f), hidden_of(carry_b)], axis=-1))
+
+
+# --------------------------------------------------------------------- 3. padding
+CONFIGS = {
+    "simple": {"cell": SimpleCell(4)},
+    "lstm-bi": {"cell": LSTMCell(4), "bidirectional": True},
+    "gru-bi-sum-2layers": {"cell": GRUCell(4), "bidirectional": True, "merge": "sum", "layers": 2},
+    "lstm-3layers": {"cell": LSTMCell(3), "layers": 3},
+}
+
+
+def garbage_at_padding(x, lengths, seed=7):
+    """``x`` with huge values, infinities and NaN at the padded steps."""
+    junk = 1e30 * random_input(x.shape, seed)
+    junk = junk.at[:, -1, 0].set(jnp.nan).at[:, -1, 1].set(jnp.inf)
+    return jnp.where(valid_steps(lengths, x.shape[1])[..., None], x, junk)
+
+
+@pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
+def test_padded_steps_change_neither_outputs_nor_gradients(options):
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(**options), x.shape)
+    lengths = LENGTHS.at[0].set(4)  # every row is padded: the last column is all garbage
+    valid = valid_steps(lengths, 5)
+    apply = every_output(**options)
+
+    @jax.jit
+    def outputs_and_gradients(x):
+        """Every output, and the gradient of a random projection of them all with respect to the params."""
+        outputs, vjp = jax.vjp(lambda p: apply(p, x, lengths), params)
+        return outputs, vjp({output: jax.random.normal(KEY, y.shape) for output, y in outputs.items()})[0]
+
+    clean = outputs_and_gradients(jnp.where(valid[..., None], x, 0))
+    junk = outputs_and_gradients(garbage_at_padding(x, lengths))
+    jax.tree.map(np.testing.assert_array_equal, junk, clean)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(clean))
+    np.testing.assert_array_equal(clean[0]["sequence"][~valid], 0)
+
+
+@pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
+def test_padded_batch_equals_each_sequence_alone(options):
+    apply = every_output(**options)
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(**options), x.shape)
+    batched = apply(params, x, LENGTHS)
+    for n, length in enumerate(LENGTHS.tolist()):
+        alone = apply(params, x[n : n + 1, :length])
+        assert_close(batched["sequence"][n, :length], alone["sequence"][0])
+        for output in OUTPUTS[1:]:
+            assert_close(batched[output][n], alone[output][0])
+
+
+def test_backward_direction_reads_the_valid_part_backward():
+    """The backward half of a bidirectional layer is a forward run over the reversed valid steps."""
+    x = random_input((4, 5, 3))
+    bidirectional = RNN(GRUCell(4), bidirectional=True)
+    params = random_params(bidirectional, x.shape)
+    backward = jax.jit(bidirectional.apply)(params, x, lengths=LENGTHS)[..., 4:]
+    forward_only = {"layer1": {"forward": params["layer1"]["backward"]}}
+    forward = jax.jit(RNN(GRUCell(4)).apply)
+    for n, length in enumerate(LENGTHS.tolist()):
+        reversed_alone = x[n : n + 1, :length][:, ::-1]
+        assert_close(backward[n, :length], forward(forward_only, reversed_alone)[0, ::-1])
+
+
+def test_reverse_valid_reverses_only_the_valid_prefix():
+    x = jnp.array([[1, 2, 3, 0, 0], [1, 2, 3, 4, 5], [9, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    lengths = jnp.array([3, 5, 1, 0])
+    expected = [[3, 2, 1, 0, 0], [5, 4, 3, 2, 1], [9, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    np.testing.assert_array_equal(reverse_valid(x, lengths), expected)
+    features = random_input((4, 5, 2, 3))  # any trailing axes
+    np.testing.assert_array_equal(reverse_valid(reverse_valid(features, lengths), lengths), features)
+    np.testing.assert_array_equal(reverse_valid(features, lengths)[0, 0], features[0, 2])
+
+
+def test_mask_and_lengths_give_the_same_result():
+    layer = RNN(LSTMCell(4), bidirectional=True, layers=2)
+    x = random_input((4, 5, 3))
+    params = random_params(layer, x.shape)
+    apply = jax.jit(layer.apply)
+    mask = valid_steps(LENGTHS, 5)
+    expected = apply(params, x, lengths=LENGTHS)
+    np.testing.assert_array_equal(apply(params, x, mask=mask), expected)
+    np.testing.assert_array_equal(apply(params, x, mask=mask.astype(np.float32)), expected)  # 0/1 masks too
+    np.testing.assert_array_equal(apply(params, x), apply(params, x, lengths=jnp.full((4,), 5)))
+    np.testing.assert_array_equal(apply(params, x, lengths=LENGTHS.at[0].set(9)), expected)  # clipped to T
+
+
+def test_empty_sequences_give_zeros_and_finite_gradients():
+    options = {"cell": LSTMCell(4), "bidirectional": True, "layers": 2}
+    apply = every_output(**options)
+    x = random_input((2, 5, 3))
+    params = random_params(RNN(**options), x.shape)
+    lengths = jnp.array([0, 3])
+    outputs = apply(params, x, lengths)
+    for output, y in outputs.items():
+        np.testing.assert_array_equal(y[0], np.zeros(y.shape[1:]), err_msg=output)
+        assert np.abs(np.asarray(y[1])).sum() > 0, output
+
+    @jax.jit
+    def gradients(params, x):
+        def total(p, x, output):
+            return apply(p, x, lengths)[output].sum()
+
+        return {output: jax.grad(total, argnums=(0, 1))(params, x, output) for output in OUTPUTS}
+
+    for output, (to_params, to_x) in gradients(params, x).items():
+        assert all(np.isfinite(g).all() for g in jax.tree.leaves(to_params)), output
+        np.testing.assert_array_equal(to_x[0], 0, err_msg=output)  # the empty sequence is never read
+
+
+def test_stacking_composes_single_layers():
+    x = random_input((4, 5, 3))
+    stacked = RNN(GRUCell(4), layers=2, bidirectional=True)
+    params = random_params(stacked, x.shape)
+    single = jax.jit(RNN(GRUCell(4), bidirectional=True).apply)
+    first = single({"layer1": params["layer1"]}, x, lengths=LENGTHS)
+    second = single({"layer1": params["layer2"]}, first, lengths=LENGTHS)
+    assert_close(jax.jit(stacked.apply)(params, x, lengths=LENGTHS), second)
+
+
+def test_sum_merge_adds_the_directions_that_concat_puts_side_by_side():
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(SimpleCell(4), bidirectional=True), x.shape)
+    concat = every_output(cell=SimpleCell(4), bidirectional=True)(params, x, LENGTHS)
+    summed = every_output(cell=SimpleCell(4), bidirectional=True, merge="sum")(params, x, LENGTHS)
+    for output in ("sequence", "last", "mean"):  # linear in each direction (max is not)
+        assert_close(summed[output], concat[output][..., :4] + concat[output][..., 4:])
+
+
+def test_pooled_outputs_by_hand():
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(GRUCell(4)), x.shape)
+    outputs = jax.tree.map(np.asarray, every_output(cell=GRUCell(4))(params, x, LENGTHS))
+    for n, length in enumerate(LENGTHS.tolist()):
+        valid = outputs["sequence"][n, :length]
+        assert_close(outputs["last"][n], valid[-1])
+        assert_close(outputs["mean"][n], valid.mean(0))
+        assert_close(outputs["max"][n], valid.max(0))
+
+
+# ----------------------------------------------------------------- 4. gradients
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+GRAD_CASES = {
+    "simple": {"cell": SimpleCell(3)},
+    "lstm-bi-2layers": {"cell": LSTMCell(3), "bidirectional": True, "layers": 2},
+    "gru-bi-sum": {"cell": GRUCell(3), "bidirectional": True, "merge": "sum"},
+}
+
+
+@pytest.mark.parametrize("options", GRAD_CASES.values(), ids=GRAD_CASES.keys())
+def test_gradients_match_finite_differences(x64, options):
+    """Every output at once: sequence, last, mean and max (no ties in random data)."""
+    apply = every_output(**options)
+    x = random_input((3, 4, 2), dtype=jnp.float64)
+    params = random_params(RNN(**options), x.shape, dtype=jnp.float64)
+    lengths = jnp.array([4, 2, 1])
+    check_grads(lambda p, x: apply(p, x, lengths), (params, x), order=1, modes=["rev"])
+
+
+# ------------------------------------------------------------------- 5. time and compile
+def equations(layer, steps):
+    x = jnp.zeros((2, steps, 3))
+    params = random_params(layer, x.shape)
+    return jax.make_jaxpr(partial(layer.apply, lengths=jnp.array([steps, 1])))(params, x).jaxpr.eqns
+
+
+@pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
+def test_program_size_does_not_grow_with_sequence_length(options):
+    layer = RNN(**options)
+    assert len(equations(layer, 5)) == len(equations(layer, 50))
+
+
+@pytest.mark.parametrize("make", CELLS.values(), ids=CELLS.keys())
+def test_scan_body_has_only_the_recurrent_matmul(make):
+    eqns = equations(RNN(make(4)), 5)
+    scans = [e for e in eqns if e.primitive.name == "scan"]
+    assert len(scans) == 1
+    body = scans[0].params["jaxpr"].jaxpr.eqns
+    assert [e.primitive.name for e in body].count("dot_general") == 1
+    assert [e.primitive.name for e in eqns].count("dot_general") == 1  # all inputs projected before the scan
+
+
+# ---------------------------------------------------------------------- 6. dropout
+def test_dropout_acts_between_layers_only_while_training():
+    x = random_input((4, 5, 3))
+    layer = RNN(LSTMCell(8), layers=2, dropout=0.5)
+    params = random_params(layer, x.shape)
+    apply = jax.jit(partial(layer.apply, lengths=LENGTHS), static_argnames="train")
+    evaluation = apply(params, x)
+    trained = [apply(params, x, key=jax.random.key(k), train=True) for k in (1, 1, 2)]
+    np.testing.assert_array_equal(evaluation, jax.jit(RNN(LSTMCell(8), layers=2).apply)(params, x, lengths=LENGTHS))
+    np.testing.assert_array_equal(trained[0], trained[1])
+    assert not np.allclose(trained[0], evaluation)
+    assert not np.allclose(trained[0], trained[2])
+    np.testing.assert_array_equal(trained[0][~valid_steps(LENGTHS, 5)], 0)
+    one_layer = jax.jit(RNN(LSTMCell(8), dropout=0.5).apply, static_argnames="train")
+    one = {"layer1": params["layer1"]}
+    np.testing.assert_array_equal(one_layer(one, x, key=KEY, train=True), one_layer(one, x))
+
+
+def test_dropout_training_without_a_key_raises():
+    layer = RNN(GRUCell(2), layers=2, dropout=0.3, name="encoder")
+    x = random_input((2, 3, 2))
+    with pytest.raises(LayerError, match="'encoder'.*needs a random key"):
+        serial(layer).apply({"encoder": random_params(layer, x.shape)}, x, train=True)
+
+
+# ------------------------------------------------------------------ 7. error messages
+X = jnp.ones((2, 5, 3))
+ERROR_CASES = {
+    "rank": ({}, jnp.ones((5, 3)), ["'lstm'", "(LSTM)", "3-D input (N, T, D)", "(5, 3)"]),
+    "features": ({}, jnp.ones((2, 5, 4)), ["'lstm'", "(..., 3)", "(2, 5, 4)"]),
+    "int": ({}, X.astype(jnp.int32), ["floating-point", "int32"]),
+    "mask-shape": ({"mask": jnp.ones((2, 4), bool)}, X, ["mask must be (N, T) = (2, 5)", "(2, 5, 3)", "got (2, 4)"]),
+    "lengths-shape": ({"lengths": jnp.array([5, 5, 5])}, X, ["lengths must be (N,) = (2,)", "got (3)"]),
+    "lengths-float": ({"lengths": jnp.array([5.0, 2.0])}, X, ["lengths must be integers", "float32"]),
+    "mask-and-lengths": ({"mask": jnp.ones((2, 5), bool), "lengths": jnp.array([5, 5])}, X, ["both mask and lengths"]),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("kwargs, x, parts", ERROR_CASES.values(), ids=ERROR_CASES.keys())
+def test_wrong_input_names_layer_and_shapes(kwargs, x, parts, jit):
+    layer = RNN(LSTMCell(4))
+    params = random_params(layer, (2, 5, 3))
+    apply = jax.jit(layer.apply) if jit else layer.apply
+    with pytest.raises(LayerError) as error:
+        apply(params, x, **kwargs)
+    for part in parts:
+        assert part in str(error.value)
+
+
+def test_errors_inside_serial_name_the_path():
+    model = serial(RNN(LSTMCell(4), name="encoder", output="last"), Dense(2))
+    _, params = model.init(KEY, (-1, -1, 3))
+    with pytest.raises(LayerError, match=r"'encoder' \(LSTM\).*\(\.\.\., 3\)"):
+        model.apply(params, jnp.ones((2, 5, 4)))
+
+
+@pytest.mark.parametrize(
+    "shape, parts",
+    [((-1, 5), ["3-D input (N, T, D)", "(-1, 5)"]), ((-1, 5, -1), ["known feature axis D", "(-1, 5, -1)"])],
+)
+def test_init_with_an_impossible_shape_raises(shape, parts):
+    with pytest.raises(LayerError) as error:
+        RNN(GRUCell(2), bidirectional=True).init(KEY, shape)
+    assert "'bigru' (BiGRU)" in str(error.value)
+    for part in parts:
+        assert part in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda: LSTMCell(0), "LSTMCell hidden must be a positive int, got 0"),
+        (lambda: GRUCell(2.5), "GRUCell hidden must be a positive int"),
+        (lambda: RNN(LSTMCell(3), layers=0), "RNN layers must be a positive int"),
+        (lambda: RNN(LSTMCell(3), merge="mean"), r"merge must be one of \('concat', 'sum'\), got 'mean'"),
+        (lambda: RNN(LSTMCell(3), output="first"), r"output must be one of \('sequence', 'last', 'mean', 'max'\)"),
+        (lambda: RNN(LSTMCell(3), dropout=1.0), r"probability of dropping, in \[0, 1\)"),
+    ],
+)
+def test_invalid_constructor_arguments_raise(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_rnn_of_something_else_than_a_cell_raises():
+    with pytest.raises(TypeError, match=r"RNN needs a Cell such as LSTMCell\(64\), got LSTMCell"):
+        RNN(nn.LSTMCell(3))
