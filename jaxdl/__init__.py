@@ -9,6 +9,7 @@ flows through explicit keys. The names a notebook user types are here::
 """
 
 from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from jaxdl.compiler import jit
 from jaxdl.layers import (
     AvgPool,
     Conv,
@@ -39,6 +40,7 @@ from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross
 from jaxdl.metrics import accuracy, confusion_matrix
 from jaxdl.data import DataError, load_image_classification
 from jaxdl.models import cnn, mlp, perceptron
+from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 from jaxdl.train import (
     EarlyStopping,
     NonFiniteLossError,

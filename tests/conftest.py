@@ -4,13 +4,56 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def mnist_data_dir(tmp_path_factory):
-    """A TFDS data dir holding MNIST, prepared once per test session from $JAXDL_MANUAL_DIR/mnist."""
-    from jaxdl.data import load_image_classification, resolve_manual_dir
+def originals():
+    """``originals(folder)``: the manual dir ``$JAXDL_MANUAL_DIR`` when it holds ``folder/``
+    (a dataset's original files, see the shared data folder's README.md); else the test skips."""
+    from jaxdl.data import resolve_manual_dir
 
-    manual_dir = resolve_manual_dir()
-    if manual_dir is None or not (manual_dir / "mnist").is_dir():
-        pytest.skip("needs real MNIST: set JAXDL_MANUAL_DIR to a folder holding mnist/ with its original files")
-    data_dir = tmp_path_factory.mktemp("tfds")
-    load_image_classification("mnist", data_dir=data_dir)
+    def manual_dir_with(folder: str):
+        manual_dir = resolve_manual_dir()
+        if manual_dir is None or not (manual_dir / folder).is_dir():
+            pytest.skip(f"needs the original files: set JAXDL_MANUAL_DIR to a folder holding {folder}/")
+        return manual_dir
+
+    return manual_dir_with
+
+
+def _prepared_offline(tmp_path_factory, originals, name: str, folder: str, split: str):
+    """A fresh TFDS data dir with ``name`` prepared from ``$JAXDL_MANUAL_DIR/<folder>/``, where
+    TFDS must not try to download anything."""
+    import jaxdl.data.tfds as loader
+
+    manual_dir = originals(folder)
+    data_dir = tmp_path_factory.mktemp(name.replace("/", "-"))
+
+    def no_download(self, resource):
+        raise AssertionError(f"TFDS tried to download {resource.url} while preparing {name} offline")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loader._tfds().download.DownloadManager, "_download", no_download)
+        loader.load_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(tmp_path_factory, originals):
+    """A TFDS data dir holding MNIST, prepared once per test session from $JAXDL_MANUAL_DIR/mnist."""
+    return _prepared_offline(tmp_path_factory, originals, "mnist", "mnist", "test")
+
+
+@pytest.fixture(scope="session")
+def sst2_data_dir(tmp_path_factory, originals):
+    """A TFDS data dir holding glue/sst2, prepared once per test session from $JAXDL_MANUAL_DIR/glue/SST-2."""
+    return _prepared_offline(tmp_path_factory, originals, "glue/sst2", "glue/SST-2", "validation")
+
+
+@pytest.fixture(scope="session")
+def conll2003_data_dir(tmp_path_factory, originals):
+    """A TFDS data dir holding conll2003, prepared once per test session from $JAXDL_MANUAL_DIR/conll2003."""
+    return _prepared_offline(tmp_path_factory, originals, "conll2003", "conll2003", "dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_shakespeare_data_dir(tmp_path_factory, originals):
+    """A TFDS data dir holding tiny_shakespeare, prepared once per test session from $JAXDL_MANUAL_DIR/tiny_shakespeare."""
+    return _prepared_offline(tmp_path_factory, originals, "tiny_shakespeare", "tiny_shakespeare", "test")

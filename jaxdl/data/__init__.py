@@ -1,7 +1,8 @@
 """Data: TFDS datasets as numpy arrays (online, or offline from a folder of original files),
-and in-memory datasets and their batches."""
+text datasets decoded to strings, and in-memory datasets and their batches."""
 
 from jaxdl.data.batching import dataset_size, epoch_order, eval_batches, shuffled_batches
+from jaxdl.data.text_datasets import label_names, load_text_corpus, load_text_dataset
 from jaxdl.data.tfds import (
     DataError,
     ImageClassification,
@@ -16,8 +17,11 @@ __all__ = [
     "dataset_size",
     "epoch_order",
     "eval_batches",
+    "label_names",
     "load_arrays",
     "load_image_classification",
+    "load_text_corpus",
+    "load_text_dataset",
     "resolve_manual_dir",
     "shuffled_batches",
 ]

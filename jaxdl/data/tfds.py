@@ -2,10 +2,11 @@
 
 Online, TFDS downloads the original files as usual. Offline, they come from a local
 folder given by ``--manual-dir`` or ``$JAXDL_MANUAL_DIR`` that holds one folder per TFDS
-builder name (``<manual_dir>/mnist/train-images-idx3-ubyte.gz``, ...); TFDS checks each
-file's size and sha256 against the checksums it registers. Preparation writes into
-``data_dir`` (default: TFDS's own, which honours ``$TFDS_DATA_DIR``) and later calls read
-from there without the original files.
+builder name (``<manual_dir>/mnist/train-images-idx3-ubyte.gz``, ...), each checked by
+size and sha256 before TFDS reads it. Where TFDS downloads an archive (conll2003,
+glue/sst2), the folder holds the files as the archive does, and jaxdl zips them into
+TFDS's download cache. Preparation writes into ``data_dir`` (default: TFDS's own, which
+honours ``$TFDS_DATA_DIR``) and later calls read from there without the original files.
 
 TensorFlow is imported only when a dataset is loaded, with its GPUs hidden so that it
 never takes memory JAX needs.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import itertools
 import os
 import re
 import socket
@@ -22,6 +25,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,7 +56,8 @@ def resolve_manual_dir(manual_dir=None) -> Path | None:
 
 
 def load_arrays(name: str, split: str, *, data_dir=None, manual_dir=None) -> dict[str, np.ndarray]:
-    """The whole ``split`` of TFDS dataset ``name`` as numpy arrays, one per feature.
+    """The whole ``split`` of TFDS dataset ``name`` as numpy arrays, one per feature (text as
+    bytes; a feature whose shape varies as an object array of per-example arrays).
 
     Prepares the dataset into ``data_dir`` first if needed: from
     ``<manual_dir>/<builder name>/`` when a manual dir is given (see
@@ -130,13 +135,49 @@ def _builder(name: str, data_dir):
 # --- preparation ----------------------------------------------------------------------------
 
 
-def _ensure_prepared(builder, manual_dir: Path | None) -> None:
-    """Prepare ``builder`` into its data dir unless that was done before.
+class _Archive(NamedTuple):
+    """A download TFDS registers as an archive the publisher made: jaxdl knows the files in it."""
 
-    Offline from ``<manual_dir>/<builder name>/`` when ``manual_dir`` is given, else
-    online. Datasets whose registered downloads are archives made from the originals
-    (conll2003, glue/sst2) will need a third route that fills TFDS's download cache.
-    """
+    url: str
+    files: dict  # {path in the archive and in <manual_dir>/<builder name>/: (size, sha256)}
+
+    @property
+    def fname(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+# TFDS checks only the archive's checksum (none for conll2003), so jaxdl checks each file in it.
+# The conll2003 files are the shared data folder's copies, which lack the first line
+# ("-DOCSTART- -X- -X- O") of the files in the archive; the parser skips that line.
+_ARCHIVES = {
+    "conll2003": _Archive(
+        "https://data.deepai.org/conll2003.zip",
+        {
+            "train.txt": (3283399, "6ab3362ffcf5769e98ff06aae44b6956f3db51882377b32ebe1f242b5d352ea2"),
+            "valid.txt": (827422, "b39e347ceffa45fa3d156295f70e254b245c581c4eb20b23f6185ea1db006375"),
+            "test.txt": (748074, "5589685853ffa4d5f290c8510ee175a1dc541a267c05d0e17d60d7d18a2774c5"),
+        },
+    ),
+    "glue/sst2": _Archive(
+        "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+        {
+            "SST-2/train.tsv": (3806081, "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
+            "SST-2/dev.tsv": (94931, "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
+            "SST-2/test.tsv": (197335, "69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13"),
+        },
+    ),
+}
+
+
+def _name(builder) -> str:
+    """The name users type for ``builder``: ``"mnist"``, ``"glue/sst2"`` (the config where there are several)."""
+    config = builder.builder_config
+    return f"{builder.name}/{config.name}" if config and len(builder.BUILDER_CONFIGS) > 1 else builder.name
+
+
+def _ensure_prepared(builder, manual_dir: Path | None) -> None:
+    """Prepare ``builder`` into its data dir unless that was done before: offline from
+    ``<manual_dir>/<builder name>/`` when ``manual_dir`` is given, else online."""
     # What download_and_prepare itself checks (the variant folder appears only when complete);
     # builder.is_prepared() would also log a warning about every folder not made yet.
     if builder.data_path.exists():
@@ -147,33 +188,41 @@ def _ensure_prepared(builder, manual_dir: Path | None) -> None:
         _prepare_from_folder(builder, manual_dir)
 
 
-def _registered_files(builder) -> dict | None:
-    """``{file name: UrlInfo(size, checksum)}`` of the files TFDS downloads for ``builder``,
-    or None where TFDS registers no file name for some download."""
+def _originals(builder) -> dict | None:
+    """``{path: (size, sha256)}`` of the original files the offline route reads from
+    ``<manual_dir>/<builder name>/``, or None where TFDS registers no file name for some download."""
+    archive = _ARCHIVES.get(_name(builder))
+    if archive is not None:
+        return archive.files
     infos = type(builder).url_infos or {}
     if not infos or not all(info.filename for info in infos.values()):
         return None
-    return {info.filename: info for info in sorted(infos.values(), key=lambda info: info.filename)}
+    return {info.filename: (int(info.size), info.checksum) for info in sorted(infos.values(), key=lambda i: i.filename)}
 
 
-def _offline_hint(name: str, files) -> str:
+def _origin(builder) -> str:
+    """Where the original files of ``builder`` come from, for error messages."""
+    archive = _ARCHIVES.get(_name(builder))
+    return _SEE_README if archive is None else f"they are the files in {archive.url}, laid out as there"
+
+
+def _offline_hint(builder) -> str:
+    files = _originals(builder)
     what = ", ".join(files) if files else "the original files"
-    return f"put {what} in DIR/{name}/ and pass --manual-dir DIR or set {MANUAL_DIR_ENV}=DIR ({_SEE_README})"
+    return (
+        f"put {what} in DIR/{builder.name}/ and pass --manual-dir DIR or set {MANUAL_DIR_ENV}=DIR "
+        f"({_origin(builder)})"
+    )
 
 
-def _prepare_from_folder(builder, manual_dir: Path) -> None:
-    """Prepare from the original files in ``<manual_dir>/<builder name>/``; never downloads."""
-    tfds = _tfds()
-    from tensorflow_datasets.core.download.checksums import compute_url_info
-    from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
-    name, folder = builder.name, manual_dir / builder.name
-    files = _registered_files(builder)
-    if files is None:
-        raise DataError(
-            f"jaxdl cannot yet prepare {name} from a local folder: TFDS registers no file names "
-            f"for its downloads. Load it online (without --manual-dir and {MANUAL_DIR_ENV})."
-        )
+
+def _check_originals(builder, folder: Path, files: dict) -> None:
+    """Every file of ``files`` is in ``folder`` with its size and sha256, else a DataError naming what is not."""
+    name = _name(builder)
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         if not folder.is_dir():
@@ -183,34 +232,61 @@ def _prepare_from_folder(builder, manual_dir: Path) -> None:
         else:
             found = f"{folder} holds none of the original files"
         raise DataError(
-            f"cannot prepare {name} offline: {found}. To fix it, {_offline_hint(name, files)}; "
+            f"cannot prepare {name} offline: {found}. To fix it, {_offline_hint(builder)}; "
             f"or unset both to download them."
         )
-    for file, info in files.items():
-        size = (folder / file).stat().st_size
-        if size != info.size:
-            state = "is truncated" if size < info.size else "is not the original file"
-            raise DataError(
-                f"cannot prepare {name}: {folder / file} {state}: it has {size} bytes, the original "
-                f"has {int(info.size)}. Copy the original file there again ({_SEE_README})."
-            )
-    config = tfds.download.DownloadConfig(manual_dir=os.fspath(folder), try_download_gcs=False)
+    problems = []
+    for file, (size, sha256) in files.items():
+        path = folder / file
+        if (found := path.stat().st_size) != size:
+            state = "is truncated" if found < size else "is not the original file"
+            problems.append(f"{path} {state}: it has {found} bytes, the original has {size}")
+        elif (found := _sha256(path)) != sha256:
+            problems.append(f"{path} is corrupt (its sha256 is {found}, the original's {sha256})")
+    if problems:
+        raise DataError(f"cannot prepare {name}: {'; '.join(problems)}. Copy the originals there again ({_origin(builder)}).")
+
+
+def _fill_download_cache(builder, archive: _Archive, folder: Path, download_dir: Path) -> None:
+    """Zip the files of ``archive`` from ``folder`` into TFDS's download cache in ``download_dir``,
+    with the ``.INFO`` file that makes TFDS take it for a finished download of ``archive.url``."""
+    from tensorflow_datasets.core.download import checksums, resource
+
+    registered = (type(builder).url_infos or {}).get(archive.url)  # none for conll2003: TFDS trusts the .INFO
+    checksum = registered.checksum if registered else None  # TFDS's cache names files by it
+    path = download_dir / builder.name / resource.get_dl_fname(archive.url, checksum)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zipped:  # stored, not compressed: TFDS unzips it at once
+        for file in archive.files:
+            zipped.write(folder / file, arcname=file)
+    info = checksums.compute_url_info(path)
+    resource.write_info_file(
+        url=archive.url, path=path, dataset_name=builder.name, original_fname=archive.fname,
+        url_info=checksums.UrlInfo(size=info.size, checksum=info.checksum, filename=archive.fname),
+    )
+
+
+def _prepare_from_folder(builder, manual_dir: Path) -> None:
+    """Prepare from the original files in ``<manual_dir>/<builder name>/``; never downloads."""
+    tfds = _tfds()
+    folder, files = manual_dir / builder.name, _originals(builder)
+    if files is None:
+        raise DataError(
+            f"jaxdl cannot yet prepare {_name(builder)} from a local folder: TFDS registers no file names "
+            f"for its downloads. Load it online (without --manual-dir and {MANUAL_DIR_ENV})."
+        )
+    _check_originals(builder, folder, files)
+    archive = _ARCHIVES.get(_name(builder))
+    # TFDS reads a registered file name from its manual dir, and an archive from its download cache.
+    manual = None if archive else os.fspath(folder)
+    config = tfds.download.DownloadConfig(manual_dir=manual, try_download_gcs=False)
     root = Path(builder.data_dir_root)
     root.mkdir(parents=True, exist_ok=True)
-    # Extracted copies of the originals go to a scratch folder, removed afterwards.
-    with tempfile.TemporaryDirectory(prefix=f"jaxdl-{name}-", dir=root) as scratch:
-        try:
-            builder.download_and_prepare(download_dir=scratch, download_config=config)
-        except NonMatchingChecksumError:
-            found = {f: compute_url_info(folder / f).checksum for f in files}
-            bad = [
-                f"{folder / f} is corrupt (its sha256 is {sha}, the original's {files[f].checksum})"
-                for f, sha in found.items() if sha != files[f].checksum
-            ]
-            raise DataError(
-                f"cannot prepare {name}: {'; '.join(bad) or 'a file does not match its registered checksum'}. "
-                f"Copy the original file there again ({_SEE_README})."
-            ) from None
+    # Downloads and extracted copies go to a scratch folder, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix=f"jaxdl-{builder.name}-", dir=root) as scratch:
+        if archive:
+            _fill_download_cache(builder, archive, folder, Path(scratch))
+        builder.download_and_prepare(download_dir=scratch, download_config=config)
 
 
 def _unreachable_host(urls, timeout: float = 5.0) -> str | None:
@@ -240,9 +316,9 @@ def _prepare_online(builder) -> None:
     import requests
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
-    name, files = builder.name, _registered_files(builder)
-    offline = f"Without a network, prepare it from the original files: {_offline_hint(name, files)}."
-    reason = _unreachable_host(type(builder).url_infos or {})
+    name, archive = _name(builder), _ARCHIVES.get(_name(builder))
+    offline = f"Without a network, prepare it from the original files: {_offline_hint(builder)}."
+    reason = _unreachable_host([archive.url] if archive else type(builder).url_infos or {})
     if reason is None:
         try:
             builder.download_and_prepare()
@@ -267,18 +343,42 @@ def _check_splits(builder, splits) -> None:
     names = [part.split("[")[0].strip() for split in splits for part in split.split("+")]
     unknown = [n for n in names if n not in known]
     if known and unknown:
-        raise DataError(f"{builder.name} has no split {', '.join(map(repr, unknown))}; its splits are {known}")
+        raise DataError(f"{_name(builder)} has no split {', '.join(map(repr, unknown))}; its splits are {known}")
 
 
 def _split_arrays(builder, split: str) -> dict[str, np.ndarray]:
-    """All examples of ``split``, one numpy array per feature (nested like the features)."""
+    """All examples of ``split``, one numpy array per feature (nested like the features); a
+    feature whose shape varies (token sequences) is an object array of per-example arrays."""
     tfds = _tfds()
+    import tensorflow as tf
+
     _check_splits(builder, [split])
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     size = int(dataset.cardinality())  # TFDS knows it; negative only if unknown
-    batches = list(tfds.as_numpy(dataset.batch(size if size > 0 else 8192)))
+    varying = any(not spec.shape.is_fully_defined() for spec in tf.nest.flatten(dataset.element_spec))
+    batched = (dataset.ragged_batch if varying else dataset.batch)(size if size > 0 else 8192)
+    batches = [jax.tree.map(_unragged, batch) for batch in tfds.as_numpy(batched)]
     if not batches:
-        raise DataError(f"split {split!r} of {builder.name} holds no examples")
+        raise DataError(f"split {split!r} of {_name(builder)} holds no examples")
     if len(batches) == 1:
         return batches[0]
     return jax.tree.map(lambda *parts: np.concatenate(parts), *batches)
+
+
+def _unragged(batch):
+    """A batch of TF's ragged tensor as an object array of per-example numpy arrays; others as they are."""
+    import tensorflow as tf
+
+    if not isinstance(batch, tf.RaggedTensor):
+        return batch
+    values = _unragged(batch.values) if isinstance(batch.values, tf.RaggedTensor) else batch.values.numpy()
+    bounds = batch.row_splits.numpy()
+    return _object_array([values[start:stop] for start, stop in itertools.pairwise(bounds)])
+
+
+def _object_array(items) -> np.ndarray:
+    """A 1-D numpy object array of ``items`` (numpy would stack items of equal length into 2-D)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
