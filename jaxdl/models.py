@@ -1,7 +1,8 @@
 """The lecture's models, composed from :mod:`jaxdl.layers`.
 
 Section 1: the threshold unit (perceptron) with its classic learning rule, and
-the multilayer perceptron. Section 2: the convolutional network.
+the multilayer perceptron. Section 2: the convolutional network. Section 3: a
+recurrent classifier of token sequences.
 """
 
 from __future__ import annotations
@@ -12,7 +13,24 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdl.layers import Conv, Dense, Dropout, Flatten, Layer, MaxPool, RandomShift, ReLU, Sigmoid, Step, serial
+from jaxdl.layers import (
+    Conv,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    Layer,
+    MaxPool,
+    RandomShift,
+    ReLU,
+    Sigmoid,
+    Step,
+    _keys,
+    serial,
+)
+from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
+
+CELLS = {"lstm": LSTMCell, "gru": GRUCell, "simple": SimpleCell}
 
 
 # ----------------------------------------------------------------------- perceptron
@@ -101,3 +119,47 @@ def cnn(
         *blocks, Flatten(), Dense(hidden, name="hidden"), ReLU(), Dropout(dropout),
         Dense(num_classes, name="output"), name="cnn",
     )
+
+
+# ------------------------------------------------------------------------------ RNN
+def rnn_classifier(
+    vocab_size: int,
+    num_classes: int,
+    *,
+    embed: int = 128,
+    hidden: int = 128,
+    cell: str = "lstm",
+    layers: int = 2,
+    bidirectional: bool = True,
+    pool: str = "mean",
+    dropout: float = 0.3,
+    padding_id: int = 0,
+) -> Layer:
+    """Token ids (N, T) -> logits (N, num_classes): Embedding -> RNN (``layers`` deep,
+    ``cell`` in ``CELLS``, pooled over valid steps by ``pool``: "last", "mean" or "max")
+    -> Dropout -> Dense; ``dropout`` is also the rate between recurrent layers.
+
+    Sequences are padded at the end with ``padding_id``; the valid lengths come from
+    the ids, so padding reaches neither the outputs nor the gradients.
+    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    body = serial(
+        Embedding(vocab_size, embed, padding_id=padding_id),
+        RNN(CELLS[cell](hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool, name="rnn"),
+        Dropout(dropout),
+        Dense(num_classes, name="output"),
+        name="rnn_classifier",
+    )
+    parts = dict(body.children)
+
+    def apply(params, ids, *, key=None, train=False):
+        rnn_key, dropout_key = _keys(key, 2)
+        x = parts["embedding"].apply(params["embedding"], ids)
+        lengths = jnp.sum(ids != padding_id, axis=1)
+        x = parts["rnn"].apply(params["rnn"], x, lengths=lengths, key=rnn_key, train=train)
+        x = parts["dropout"].apply({}, x, key=dropout_key, train=train)
+        return parts["output"].apply(params["output"], x)
+
+    return body._replace(apply=apply)

@@ -30,7 +30,7 @@ from jaxdl.checkpoint import (
     save_checkpoint,
 )
 from jaxdl.compiler import jit
-from jaxdl.data import dataset_size, epoch_order, eval_batches, shuffled_batches
+from jaxdl.data import ArrayBatches, BatchSource, batch_source, dataset_size, epoch_order, eval_batches
 from jaxdl.metrics import accuracy
 
 LossFn = Callable[..., jax.Array]
@@ -132,10 +132,12 @@ def make_eval_step(
     return jit(eval_step)
 
 
-def evaluate(eval_step: Callable, params, data: Batch, batch_size: int) -> dict[str, float]:
-    """Metrics over a whole dataset, each averaged over examples (or mask weights)."""
+def evaluate(eval_step: Callable, params, data: Batch | BatchSource, batch_size: int) -> dict[str, float]:
+    """Metrics over a whole dataset (dict of arrays or :class:`~jaxdl.data.BatchSource`),
+    each averaged over examples (or mask weights)."""
     totals: dict[str, float] = {}
-    for values in jax.device_get([eval_step(params, batch) for batch in eval_batches(data, batch_size)]):
+    batches = batch_source(data).eval_batches(batch_size)
+    for values in jax.device_get([eval_step(params, batch) for batch in batches]):
         weight = float(values.pop("weight"))
         for name, value in values.items():
             totals[name] = totals.get(name, 0.0) + float(value) * weight
@@ -204,7 +206,7 @@ def _fmt_metrics(record: Mapping[str, float]) -> str:
 def fit(
     state: TrainState,
     train_step: Callable,
-    train_data: Batch,
+    train_data: Batch | BatchSource,
     *,
     epochs: int,
     batch_size: int,
@@ -226,7 +228,8 @@ def fit(
     Args:
       state: the initial :class:`TrainState` (also the structure a resumed run loads into).
       train_step: from :func:`make_train_step`.
-      train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``.
+      train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``, or a
+        :class:`~jaxdl.data.BatchSource` such as :class:`~jaxdl.data.text.Buckets`.
       eval_step, eval_data: from :func:`make_eval_step`, and the data it scores (``val_*``).
       checkpoint_dir: where checkpoints go, every ``checkpoint_every`` epochs,
         at the end, and when interrupted (Ctrl-C).
@@ -252,10 +255,12 @@ def fit(
     for name, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    n = dataset_size(train_data)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} examples)")
-    steps_per_epoch = n // batch_size
+    source = batch_source(train_data)
+    steps_per_epoch = source.steps_per_epoch(batch_size)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({source.size} examples)")
+    if steps_per_call > 1 and not isinstance(source, ArrayBatches):
+        raise ValueError(f"steps_per_call > 1 needs the training data as a dict of arrays, got {type(source).__name__}")
     config = dict(config or {})
     history: list[dict] = []
     train_time = elapsed_before = 0.0
@@ -273,7 +278,6 @@ def fit(
         elapsed_before = float(checkpoint.meta.get("elapsed_s", 0.0))
     last_checkpoint = str(found) if found else None
 
-    train_data = jax.device_put(dict(train_data))
     _, shuffle_root = _stream_keys(state.key)
     step = start = int(state.step)
     total = epochs * steps_per_epoch
@@ -307,20 +311,20 @@ def fit(
 
     multi_step = make_multi_step(train_step) if steps_per_call > 1 else None
 
-    def epoch_calls(epoch_key, offset):
+    def epoch_calls(epoch: int, offset: int):
         """The rest of an epoch as (steps, fn(state) -> (state, metrics)) calls.
 
         Chunks end on multiples of steps_per_call, so a resumed run chunks alike.
         """
         if multi_step is None:
-            for batch in shuffled_batches(train_data, batch_size, epoch_key, start=offset):
+            for batch in source.train_batches(batch_size, shuffle_root, epoch=epoch, start=offset):
                 yield 1, lambda state, batch=batch: train_step(state, batch)
             return
-        order = epoch_order(epoch_key, n, batch_size)
+        order = epoch_order(jax.random.fold_in(shuffle_root, epoch), source.size, batch_size)
         begin = offset
         while begin < steps_per_epoch:
             end = min((begin // steps_per_call + 1) * steps_per_call, steps_per_epoch)
-            yield end - begin, lambda state, ids=order[begin:end]: multi_step(state, train_data, ids)
+            yield end - begin, lambda state, ids=order[begin:end]: multi_step(state, source.data, ids)
             begin = end
 
     began_training = time.perf_counter()
@@ -335,7 +339,7 @@ def fit(
             epoch, offset = divmod(step, steps_per_epoch)
             began = time.perf_counter()
             sums.clear()
-            for count, call in epoch_calls(jax.random.fold_in(shuffle_root, epoch), offset):
+            for count, call in epoch_calls(epoch, offset):
                 if step == start:
                     t0 = time.perf_counter()
                     state, values = jax.block_until_ready(call(state))

@@ -1,7 +1,15 @@
 """Data: TFDS datasets as numpy arrays (online, or offline from a folder of original files),
 text datasets decoded to strings, and in-memory datasets and their batches."""
 
-from jaxdl.data.batching import dataset_size, epoch_order, eval_batches, shuffled_batches
+from jaxdl.data.batching import (
+    ArrayBatches,
+    BatchSource,
+    batch_source,
+    dataset_size,
+    epoch_order,
+    eval_batches,
+    shuffled_batches,
+)
 from jaxdl.data.text_datasets import label_names, load_text_corpus, load_text_dataset
 from jaxdl.data.tfds import (
     DataError,
@@ -12,6 +20,9 @@ from jaxdl.data.tfds import (
 )
 
 __all__ = [
+    "ArrayBatches",
+    "BatchSource",
+    "batch_source",
     "DataError",
     "ImageClassification",
     "dataset_size",

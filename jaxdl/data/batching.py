@@ -2,11 +2,15 @@
 
 Training batches are drawn from a permutation that depends only on a key, so a
 run resumed at any step sees exactly the batches it would have seen.
+
+``fit`` and ``evaluate`` read any :class:`BatchSource`: :class:`ArrayBatches` wraps
+a dict of arrays; :class:`jaxdl.data.text.Buckets` (sequences padded by length) is
+another.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -62,3 +66,42 @@ def eval_batches(data: Dataset, batch_size: int) -> Iterator[Dataset]:
             mask = own * mask.reshape((-1,) + (1,) * (own.ndim - 1))
         batch["mask"] = mask
         yield batch
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """What ``fit`` and ``evaluate`` need from a dataset: sizes, training and evaluation batches."""
+
+    @property
+    def size(self) -> int: ...
+
+    def steps_per_epoch(self, batch_size: int) -> int: ...
+
+    def train_batches(self, batch_size: int, key: jax.Array, *, epoch: int = 0, start: int = 0) -> Iterator: ...
+
+    def eval_batches(self, batch_size: int) -> Iterator: ...
+
+
+class ArrayBatches(NamedTuple):
+    """A dict of arrays as a :class:`BatchSource`: full shuffled training batches (the
+    remainder of an epoch is dropped), and padded, masked evaluation batches."""
+
+    data: Dataset
+
+    @property
+    def size(self) -> int:
+        return dataset_size(self.data)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.size // batch_size
+
+    def train_batches(self, batch_size: int, key: jax.Array, *, epoch: int = 0, start: int = 0) -> Iterator[Dataset]:
+        return shuffled_batches(self.data, batch_size, jax.random.fold_in(key, epoch), start=start)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Dataset]:
+        return eval_batches(self.data, batch_size)
+
+
+def batch_source(data: Dataset | BatchSource) -> BatchSource:
+    """``data`` itself if it is a :class:`BatchSource`, else its arrays (on the device) as one."""
+    return data if isinstance(data, BatchSource) else ArrayBatches(jax.device_put(dict(data)))

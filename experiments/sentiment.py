@@ -1,0 +1,161 @@
+"""Lecture section 3: a recurrent network reads a sentence and says whether it is positive (SST-2).
+
+Words become ids of a vocabulary built from the training sentences (saved beside
+the checkpoints), sentences are padded into a few length buckets (one compiled shape
+per bucket), and an embedding -> bidirectional LSTM (2 layers) -> mean over the
+valid steps -> dense classifier is trained with Adam. The GLUE validation split
+(872 sentences, SST-2's "dev" set) is scored after every epoch.
+
+    python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/sentiment.py --cell gru --layers 1 --no-bidirectional
+    python experiments/sentiment.py --predict "a charming and often affecting journey"
+    echo "the plot is a mess" | python experiments/sentiment.py --predict -
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+import numpy as np
+import optax
+
+from jaxdl import experiment, viz
+from jaxdl.checkpoint import CheckpointError, load_checkpoint
+from jaxdl.data import DataError, load_text_dataset
+from jaxdl.data.text import (
+    UNK_ID,
+    Vocabulary,
+    VocabularyError,
+    bucket_examples,
+    bucket_lengths,
+    pad_batch,
+    tokenize_words,
+)
+from jaxdl.layers import summary
+from jaxdl.losses import softmax_cross_entropy
+from jaxdl.models import CELLS, rnn_classifier
+from jaxdl.tables import format_table
+from jaxdl.train import TrainState, fit, make_eval_step, make_train_step, predict
+
+MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout")
+
+
+def parse_args(argv):
+    parser = experiment.experiment_parser(
+        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True
+    )
+    parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
+    parser.add_argument("--layers", type=experiment.positive_int, default=2, help="stacked recurrent layers")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+                        help="also read each sentence backward")
+    parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
+    parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
+    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout between layers and before the classifier")
+    parser.add_argument("--min-count", type=experiment.positive_int, default=2,
+                        help="words seen fewer times in training become <unk>")
+    parser.add_argument("--buckets", type=experiment.positive_int, default=4, help="sentence length buckets")
+    parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
+                        help="train on the first N training sentences only (a quick run); default: all")
+    parser.add_argument("--predict", action="append", metavar="SENTENCE",
+                        help="print P(positive) of SENTENCE with the model saved in --out (repeatable; - reads lines "
+                        "from stdin), instead of training")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout is a probability of dropping, in [0, 1); got {args.dropout}")
+    return parser, args
+
+
+def build_model(vocabulary: Vocabulary, settings: dict):
+    return rnn_classifier(len(vocabulary), 2, **{name: settings[name] for name in MODEL_FLAGS})
+
+
+def encode(vocabulary: Vocabulary, sentences) -> list[list[int]]:
+    return [vocabulary.encode(tokenize_words(sentence, lower=True)) for sentence in sentences]
+
+
+def run_predictions(args) -> list[float]:
+    """P(positive) of each --predict sentence, from the latest checkpoint and vocabulary in --out."""
+    sentences = [line.strip() for s in args.predict for line in (sys.stdin if s == "-" else [s]) if line.strip()]
+    if not sentences:
+        sys.exit("error: --predict got no sentence")
+    try:
+        vocabulary = Vocabulary.load(args.out / "vocabulary.json")
+        checkpoint = load_checkpoint(args.out / "checkpoints")
+    except (VocabularyError, CheckpointError) as error:
+        sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
+    model = build_model(vocabulary, checkpoint.config)
+    ids, _ = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
+    positive = jax.nn.softmax(predict(model.apply, checkpoint.state["params"], ids, 64))[:, 1]
+    for sentence, p in zip(sentences, np.asarray(positive)):
+        print(f"{p:.3f}  {sentence}")
+    return [float(p) for p in positive]
+
+
+def load_split(split: str, args) -> dict:
+    try:
+        return load_text_dataset("glue/sst2", split, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+
+def main(argv=None) -> dict:
+    parser, args = parse_args(argv)
+    if args.predict:
+        return {"p_positive": run_predictions(args)}
+    checkpoints = experiment.checkpoint_dir(args, parser)
+    split = f"train[:{args.train_examples}]" if args.train_examples else "train"
+    train, dev = load_split(split, args), load_split("validation", args)
+    vocab_path = args.out / "vocabulary.json"
+    if args.resume and vocab_path.exists():
+        vocabulary = Vocabulary.load(vocab_path)
+    else:
+        vocabulary = Vocabulary.build(
+            (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
+        )
+        vocabulary.save(vocab_path)
+    train_ids, dev_ids = encode(vocabulary, train["sentence"]), encode(vocabulary, dev["sentence"])
+    boundaries = bucket_lengths([len(ids) for ids in train_ids], args.buckets)
+    train_data = bucket_examples(train_ids, boundaries, columns={"y": train["label"].astype(np.int32)})
+    dev_data = bucket_examples(dev_ids, boundaries, columns={"y": dev["label"].astype(np.int32)})
+    print(f"SST-2: {train_data.size:,} training and {dev_data.size:,} dev sentences; vocabulary of "
+          f"{len(vocabulary):,} words (seen >= {args.min_count} times); length buckets {boundaries}")
+
+    model = build_model(vocabulary, vars(args))
+    summary(model, (-1, boundaries[-1]))
+    steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
+    init_key, state_key = jax.random.split(jax.random.key(args.seed))
+    _, params = model.init(init_key, (-1, boundaries[-1]))
+    result = fit(
+        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        train_data, epochs=args.epochs, batch_size=args.batch_size,
+        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=dev_data,
+        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
+        config={k: v for k, v in experiment.run_config(args).items() if k != "predict"},
+    )
+    history = result.history
+    print(format_table(
+        ("epoch", "train loss", "dev loss", "dev accuracy", "elapsed s"),
+        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
+          f"{r['elapsed_s']:.1f}") for r in history],
+        right=range(5),
+    ))
+    metrics = {
+        "dev_accuracy": round(history[-1]["val_accuracy"], 4),
+        "best_dev_accuracy": round(max(r["val_accuracy"] for r in history), 4),
+        "train_time_s": round(result.train_time_s, 2),
+        "compile_time_s": round(result.compile_time_s, 2),
+        "epochs": args.epochs,
+    }
+    viz.plot_history(history, "accuracy", args.out / "accuracy.png", title="SST-2: accuracy (val = dev set)")
+    viz.plot_history(history, "loss", args.out / "loss.png", title="SST-2: loss (val = dev set)")
+    path = experiment.write_metrics(args.out, metrics)
+    print(f"\ndev accuracy: {metrics['dev_accuracy']:.2%}; wrote {path}, plots and vocabulary.json to {args.out}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,96 @@
+"""The recurrent classifier, fit/evaluate over length buckets, and experiments/sentiment.py."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxdl as dl
+from experiment_scripts import load_experiment
+from jaxdl.data.text import bucket_examples
+from jaxdl.models import rnn_classifier
+
+sentiment = load_experiment("sentiment")
+
+
+def has_token_dataset(n: int, seed: int):
+    """Sequences of 2-15 ids in [2, 20); label 1 when id 2 occurs somewhere (it needs memory)."""
+    rng = np.random.default_rng(seed)
+    sequences = [rng.integers(3, 20, rng.integers(2, 16)).tolist() for _ in range(n)]
+    labels = rng.integers(0, 2, n)
+    for sequence, label in zip(sequences, labels):
+        if label:
+            sequence[rng.integers(len(sequence))] = 2
+    return bucket_examples(sequences, (8, 16), columns={"y": labels.astype(np.int32)})
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = rnn_classifier(20, 2, embed=16, hidden=16, layers=1, dropout=0.0)
+    optimizer = optax.adam(1e-2)
+    _, params = model.init(jax.random.key(0), (-1, 16))
+    state = dl.TrainState.create(params, optimizer, jax.random.key(1))
+    result = dl.fit(state, dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
+                    has_token_dataset(1024, 0), epochs=6, batch_size=32, progress=False)
+    return model, result
+
+
+def test_classifier_learns_from_length_buckets(trained):
+    model, result = trained
+    scores = dl.evaluate(dl.make_eval_step(model.apply, dl.softmax_cross_entropy), result.state.params,
+                         has_token_dataset(300, 1), 32)
+    assert scores["accuracy"] > 0.9  # chance is 0.5
+
+
+def test_padding_does_not_change_the_logits(trained):
+    model, result = trained
+    ids = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]])
+    longer = jnp.pad(ids, ((0, 0), (0, 6)))
+    np.testing.assert_allclose(model.apply(result.state.params, ids), model.apply(result.state.params, longer),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_counts_every_bucketed_example_once(trained):
+    model, result = trained
+    eval_step = dl.make_eval_step(model.apply, dl.softmax_cross_entropy)
+    data = has_token_dataset(101, 2)  # odd sizes: the last batch of each bucket is filled up and masked
+    weights = sum(float(eval_step(result.state.params, batch)["weight"]) for batch in data.eval_batches(32))
+    assert weights == 101
+
+
+def test_many_steps_per_call_needs_arrays(trained):
+    model, result = trained
+    optimizer = optax.adam(1e-2)
+    with pytest.raises(ValueError, match="steps_per_call > 1 needs the training data as a dict of arrays"):
+        dl.fit(result.state, dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
+               has_token_dataset(64, 0), epochs=1, batch_size=32, steps_per_call=2, progress=False)
+
+
+def test_unknown_cell_is_refused():
+    with pytest.raises(ValueError, match="cell must be one of"):
+        rnn_classifier(10, 2, cell="transformer")
+
+
+def test_predict_without_a_trained_model_says_what_to_do(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        sentiment.main(["--out", str(tmp_path), "--predict", "great film"])
+    assert "Train a model first" in str(exit_info.value.code)
+
+
+def test_quick_run_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsys):
+    out = tmp_path / "run"
+    metrics = sentiment.main(["--epochs", "2", "--train-examples", "6000", "--lr", "5e-3", "--layers", "1",
+                              "--no-bidirectional", "--hidden", "32", "--embed", "32", "--out", str(out),
+                              "--data-dir", str(sst2_data_dir)])
+    assert metrics["dev_accuracy"] > 0.6  # chance is about 0.5
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("dev_accuracy", "train_time_s", "compile_time_s", "peak_rss_mb"):
+        assert key in on_disk, key
+    capsys.readouterr()
+    probabilities = sentiment.main(["--out", str(out), "--predict", "a gorgeous , witty , seductive movie .",
+                                    "--predict", ""])["p_positive"]
+    assert len(probabilities) == 1 and 0.0 <= probabilities[0] <= 1.0
+    assert "a gorgeous , witty" in capsys.readouterr().out
