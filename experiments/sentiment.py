@@ -2,12 +2,13 @@
 
 Words become ids of a vocabulary built from the training sentences (saved beside
 the checkpoints), sentences are padded into a few length buckets (one compiled shape
-per bucket), and an embedding -> bidirectional LSTM (2 layers) -> mean over the
-valid steps -> dense classifier is trained with Adam. The GLUE validation split
-(872 sentences, SST-2's "dev" set) is scored after every epoch.
+per bucket), and an embedding -> LSTM -> mean over the valid steps -> dense
+classifier is trained with Adam (deeper and bidirectional networks overfit more here:
+docs/results.md). The GLUE validation split (872 sentences, SST-2's "dev" set) is
+scored after every epoch.
 
     python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=../shared/data
-    python experiments/sentiment.py --cell gru --layers 1 --no-bidirectional
+    python experiments/sentiment.py --cell gru --layers 2 --bidirectional
     python experiments/sentiment.py --predict "a charming and often affecting journey"
     echo "the plot is a mess" | python experiments/sentiment.py --predict -
 """
@@ -47,8 +48,8 @@ def parse_args(argv):
         __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True
     )
     parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
-    parser.add_argument("--layers", type=experiment.positive_int, default=2, help="stacked recurrent layers")
-    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
                         help="also read each sentence backward")
     parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
     parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
