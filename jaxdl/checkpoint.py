@@ -107,18 +107,29 @@ def save_checkpoint(
             "meta": json_ready(meta, "meta"),
         }
     )
-    path = checkpoint_path(directory, step)
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(directory)
+    path = atomic_write(checkpoint_path(directory, step), MAGIC + hashlib.sha256(payload).digest() + payload)
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     for stale in directory.glob(".step_*.ckpt.tmp-*"):  # left by saves that were killed
         stale.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new one,
+    never a part: a temporary ``.<name>.tmp-<pid>`` beside it, fsynced, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only there if the write failed
+    _fsync_dir(path.parent)
     return path
 
 

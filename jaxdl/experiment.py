@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from jaxdl.checkpoint import atomic_write
 from jaxdl.data import DataError, ImageClassification, load_image_classification
 
 
@@ -102,13 +103,8 @@ def peak_rss_mb() -> float:
 
 def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
     """Write ``metrics`` plus ``peak_rss_mb`` to ``out/metrics.json`` (atomically); return the path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n"
+    return atomic_write(Path(out) / "metrics.json", text.encode())
 
 
 def load_images(args: argparse.Namespace, name: str) -> ImageClassification:

@@ -256,6 +256,7 @@ def fit(
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     source = batch_source(train_data)
+    eval_source = None if eval_data is None else batch_source(eval_data)  # on the device once, not per evaluation
     steps_per_epoch = source.steps_per_epoch(batch_size)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({source.size} examples)")
@@ -355,8 +356,8 @@ def fit(
             train_time += seconds
             record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
             record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
-            if eval_step is not None and eval_data is not None:
-                scores = evaluate(eval_step, state.params, eval_data, batch_size)
+            if eval_step is not None and eval_source is not None:
+                scores = evaluate(eval_step, state.params, eval_source, batch_size)
                 record.update({f"val_{k}": v for k, v in scores.items()})
             record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)

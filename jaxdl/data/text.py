@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxdl.checkpoint import _fsync_dir
+from jaxdl.checkpoint import atomic_write
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -186,20 +186,8 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as JSON (one token a line), atomically: a temporary file, then renamed over ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         contents = {"format": VOCABULARY_FORMAT, "version": VOCABULARY_VERSION, "tokens": list(self._tokens)}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(contents, ensure_ascii=False, indent=0) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)  # only there if the write failed
-        _fsync_dir(path.parent)
-        return path
+        return atomic_write(path, (json.dumps(contents, ensure_ascii=False, indent=0) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
