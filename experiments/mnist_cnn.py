@@ -32,7 +32,7 @@ from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_s
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True
+        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True, ensemble=True
     )
     parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
     parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
@@ -40,8 +40,6 @@ def parse_args(argv):
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the output layer")
     parser.add_argument("--shift", type=experiment.non_negative_int, default=2,
                         help="augmentation: move training images by up to this many pixels (0: none)")
-    parser.add_argument("--ensemble", type=experiment.positive_int, default=1,
-                        help="train this many networks (seeds --seed, --seed+1, ...) and average their predictions")
     parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                         help="train on the first N training images only (a quick run); default: all")
     args = parser.parse_args(argv)
@@ -122,11 +120,10 @@ def main(argv=None) -> dict:
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
     results = []
-    for i in range(args.ensemble):
+    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:
-            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {args.seed + i})")
-        folder = checkpoints / f"member{i + 1}" if args.ensemble > 1 else checkpoints
-        results.append(train(model, data, args, args.seed + i, folder))
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
+        results.append(train(model, data, args, seed, folder))
     metrics = report(model, [result.state.params for result in results], data, args)
     first = results[0]
     reached = [r["elapsed_s"] for r in first.history if r.get("val_accuracy", 0) >= 0.99]

@@ -38,14 +38,14 @@ from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, rnn_classifier
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, fit, make_eval_step, make_train_step, predict
+from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_step, predict
 
-MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout")
+MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout", "embed_dropout", "word_dropout")
 
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True
+        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True, ensemble=True
     )
     parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
     parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
@@ -55,6 +55,10 @@ def parse_args(argv):
     parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
     parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
     parser.add_argument("--dropout", type=float, default=0.3, help="dropout between layers and before the classifier")
+    parser.add_argument("--embed-dropout", type=float, default=0.0, help="dropout on the word vectors")
+    parser.add_argument("--word-dropout", type=float, default=0.1,
+                        help="while training, replace each word by <unk> with this probability")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--min-count", type=experiment.positive_int, default=2,
                         help="words seen fewer times in training become <unk>")
     parser.add_argument("--buckets", type=experiment.positive_int, default=4, help="sentence length buckets")
@@ -64,8 +68,11 @@ def parse_args(argv):
                         help="print P(positive) of SENTENCE with the model saved in --out (repeatable; - reads lines "
                         "from stdin), instead of training")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.dropout < 1.0:
-        parser.error(f"--dropout is a probability of dropping, in [0, 1); got {args.dropout}")
+    for flag in ("dropout", "embed_dropout", "word_dropout"):
+        if not 0.0 <= getattr(args, flag) < 1.0:
+            parser.error(f"--{flag.replace('_', '-')} is a probability of dropping, in [0, 1); got {getattr(args, flag)}")
+    if args.weight_decay < 0:
+        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     return parser, args
 
 
@@ -77,22 +84,51 @@ def encode(vocabulary: Vocabulary, sentences) -> list[list[int]]:
     return [vocabulary.encode(tokenize_words(sentence, lower=True)) for sentence in sentences]
 
 
+def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
+    """(networks, sentences, 2) class probabilities of each network (params in ``members``)."""
+    ids, _ = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
+    return np.stack([np.asarray(jax.nn.softmax(predict(model.apply, params, ids, 128))) for params in members])
+
+
 def run_predictions(args) -> list[float]:
-    """P(positive) of each --predict sentence, from the latest checkpoint and vocabulary in --out."""
+    """P(positive) of each --predict sentence, averaged over the networks saved in --out."""
     sentences = [line.strip() for s in args.predict for line in (sys.stdin if s == "-" else [s]) if line.strip()]
     if not sentences:
         sys.exit("error: --predict got no sentence")
     try:
         vocabulary = Vocabulary.load(args.out / "vocabulary.json")
-        checkpoint = load_checkpoint(args.out / "checkpoints")
+        checkpoints = [load_checkpoint(folder) for folder in experiment.saved_members(args.out / "checkpoints")]
     except (VocabularyError, CheckpointError) as error:
         sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
-    model = build_model(vocabulary, checkpoint.config)
-    ids, _ = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
-    positive = jax.nn.softmax(predict(model.apply, checkpoint.state["params"], ids, 64))[:, 1]
-    for sentence, p in zip(sentences, np.asarray(positive)):
+    model = build_model(vocabulary, checkpoints[0].config)
+    each = probabilities(model, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
+    positive = each.mean(0)[:, 1]
+    for sentence, p in zip(sentences, positive):
         print(f"{p:.3f}  {sentence}")
     return [float(p) for p in positive]
+
+
+def train_network(model, train_data, dev_data, args, seed: int, checkpoints) -> FitResult:
+    """One network from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+    steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
+    optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
+    init_key, state_key = jax.random.split(jax.random.key(seed))
+    _, params = model.init(init_key, (-1, train_data.boundaries[-1]))
+    result = fit(
+        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        train_data, epochs=args.epochs, batch_size=args.batch_size,
+        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=dev_data,
+        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
+        config={**{k: v for k, v in experiment.run_config(args).items() if k not in ("predict", "ensemble")},
+                "seed": seed},
+    )
+    print(format_table(
+        ("epoch", "train loss", "dev loss", "dev accuracy", "elapsed s"),
+        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
+          f"{r['elapsed_s']:.1f}") for r in result.history],
+        right=range(5),
+    ))
+    return result
 
 
 def load_split(split: str, args) -> dict:
@@ -126,35 +162,32 @@ def main(argv=None) -> dict:
 
     model = build_model(vocabulary, vars(args))
     summary(model, (-1, boundaries[-1]))
-    steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
-    init_key, state_key = jax.random.split(jax.random.key(args.seed))
-    _, params = model.init(init_key, (-1, boundaries[-1]))
-    result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
-        train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=dev_data,
-        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={k: v for k, v in experiment.run_config(args).items() if k != "predict"},
-    )
-    history = result.history
-    print(format_table(
-        ("epoch", "train loss", "dev loss", "dev accuracy", "elapsed s"),
-        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
-          f"{r['elapsed_s']:.1f}") for r in history],
-        right=range(5),
-    ))
+    results = []
+    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
+        if args.ensemble > 1:
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
+        results.append(train_network(model, train_data, dev_data, args, seed, folder))
+
+    each = probabilities(model, [result.state.params for result in results], vocabulary, dev["sentence"])
+    labels = dev["label"]
+    member_accuracies = [float((p.argmax(-1) == labels).mean()) for p in each]
+    accuracy = float((each.mean(0).argmax(-1) == labels).mean())
+    if len(results) > 1:
+        print("\ndev accuracy of each network: " + ", ".join(f"{a:.2%}" for a in member_accuracies))
+    history = results[0].history
     metrics = {
-        "dev_accuracy": round(history[-1]["val_accuracy"], 4),
-        "best_dev_accuracy": round(max(r["val_accuracy"] for r in history), 4),
-        "train_time_s": round(result.train_time_s, 2),
-        "compile_time_s": round(result.compile_time_s, 2),
+        "dev_accuracy": round(accuracy, 4),
+        "member_dev_accuracies": [round(a, 4) for a in member_accuracies],
+        "best_epoch_dev_accuracy": round(max(r["val_accuracy"] for r in history), 4),  # the first network's
+        "train_time_s": round(sum(result.train_time_s for result in results), 2),
+        "compile_time_s": round(results[0].compile_time_s, 2),
         "epochs": args.epochs,
     }
     viz.plot_history(history, "accuracy", args.out / "accuracy.png", title="SST-2: accuracy (val = dev set)")
     viz.plot_history(history, "loss", args.out / "loss.png", title="SST-2: loss (val = dev set)")
     path = experiment.write_metrics(args.out, metrics)
-    print(f"\ndev accuracy: {metrics['dev_accuracy']:.2%}; wrote {path}, plots and vocabulary.json to {args.out}")
+    who = f"the ensemble of {len(results)}" if len(results) > 1 else "the network"
+    print(f"\ndev accuracy of {who}: {accuracy:.2%}; wrote {path}, plots and vocabulary.json to {args.out}")
     return metrics
 
 

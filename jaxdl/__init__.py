@@ -32,6 +32,7 @@ from jaxdl.layers import (
     Softmax,
     Step,
     Tanh,
+    WordDropout,
     parallel,
     serial,
     summary,

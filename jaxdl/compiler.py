@@ -2,9 +2,13 @@
 
 On CPU, jaxlib 0.10 hands convolutions, dots and reductions to YNNPACK fusions,
 which ran every convolution on a single thread on our 2-core machine (measured:
-one core busy, half the speed). With those fusions off, XLA runs them through its
-Eigen runtime on every core: the benchmark CNN's training step is about 2x
-faster (docs/results.md). Other backends get XLA's defaults.
+one core busy, half the speed). jaxdl keeps only the dots there: XLA runs
+convolutions and reductions through its Eigen runtime on every core, and the
+benchmark CNN's training step is about 2x faster (docs/results.md). Dots stay in
+YNNPACK, which runs the small matmuls repeated at every step of a recurrent layer
+faster than Eigen: an LSTM's training step about 1.3x faster
+(benchmarks/lstm_throughput.py), the CNN's no slower. Other backends get XLA's
+defaults.
 
 A ``--xla_cpu_experimental_ynn_fusion_type`` given in ``XLA_FLAGS`` wins over
 jaxdl's choice, and a jaxlib that no longer knows the option gets its defaults.
@@ -19,7 +23,7 @@ from typing import Any, Callable
 import jax
 
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-CPU_OPTIONS: dict[str, Any] = {YNN_OPTION: ""}  # no YNNPACK fusions: Eigen's multi-threaded kernels
+CPU_OPTIONS: dict[str, Any] = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}  # YNNPACK for dots only
 
 
 def compiler_options(backend: str | None = None) -> dict[str, Any]:

@@ -44,12 +44,13 @@ def experiment_parser(
     lr: float | None = None,
     trains: bool = True,
     data: bool = False,
+    ensemble: bool = False,
 ) -> argparse.ArgumentParser:
     """A parser with the flags experiments share.
 
     Always ``--seed --out``; ``--epochs --batch-size --lr`` for those given a default;
     ``--resume --progress`` when the experiment ``trains``; ``--manual-dir --data-dir``
-    when it loads a TFDS ``data`` set.
+    when it loads a TFDS ``data`` set; ``--ensemble`` when it can average several networks.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -69,6 +70,9 @@ def experiment_parser(
             "--progress", action=argparse.BooleanOptionalAction, default=None,
             help="show progress bars (default: when the terminal is interactive)",
         )
+    if ensemble:
+        parser.add_argument("--ensemble", type=positive_int, default=1,
+                            help="train this many networks (seeds --seed, --seed+1, ...) and average their predictions")
     if data:
         parser.add_argument(
             "--manual-dir", type=Path, default=None,
@@ -88,6 +92,22 @@ def checkpoint_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if not args.resume and any(directory.rglob("step_*.ckpt")):
         parser.error(f"{args.out} already holds a run's checkpoints: add --resume to continue it, or choose another --out")
     return directory
+
+
+def ensemble_members(args: argparse.Namespace, checkpoints: Path) -> list[tuple[int, Path]]:
+    """(seed, checkpoint folder) of each network of a run: seeds ``--seed``, ``--seed+1``, ...;
+    one network keeps ``checkpoints`` itself, K > 1 get ``checkpoints/member1`` ... ``memberK``."""
+    count = getattr(args, "ensemble", 1)
+    if count == 1:
+        return [(args.seed, checkpoints)]
+    return [(args.seed + i, checkpoints / f"member{i + 1}") for i in range(count)]
+
+
+def saved_members(checkpoints: Path) -> list[Path]:
+    """The checkpoint folders of a trained run: its ``member*`` folders in order, else ``checkpoints``."""
+    numbered = {folder: folder.name.removeprefix("member") for folder in checkpoints.glob("member*")}
+    members = sorted((folder for folder, n in numbered.items() if n.isdigit()), key=lambda folder: int(numbered[folder]))
+    return members or [checkpoints]
 
 
 def run_config(args: argparse.Namespace) -> dict:

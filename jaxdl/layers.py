@@ -288,6 +288,32 @@ def Dropout(rate: float, *, name: str = "dropout") -> Layer:
     return Layer(init, apply, name, "Dropout")
 
 
+def WordDropout(rate: float, *, unk_id: int = 1, padding_id: int | None = 0, name: str = "worddropout") -> Layer:
+    """Replace each token id by ``unk_id`` with probability ``rate`` while training (ids (...) -> (...)).
+
+    The network learns not to lean on any single word and meets ``unk_id`` in
+    training as it will for unknown words at test time. ``padding_id`` stays as it
+    is. At evaluation (``train=False``) it is the identity. Training needs a ``key``.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"WordDropout rate is the probability of dropping, in [0, 1); got {rate!r}")
+
+    def init(key, input_shape):
+        return tuple(input_shape), {}
+
+    def apply(params, ids, *, key=None, train=False):
+        if not train or rate == 0.0:
+            return ids
+        if key is None:
+            raise LayerError("WordDropout", "train=True needs a random key: call apply(params, ids, key=key, train=True)")
+        drop = jax.random.bernoulli(key, rate, ids.shape)
+        if padding_id is not None:
+            drop &= ids != padding_id
+        return jnp.where(drop, jnp.asarray(unk_id, ids.dtype), ids)
+
+    return Layer(init, apply, name, "WordDropout")
+
+
 def RandomShift(max_shift: int, *, name: str = "randomshift") -> Layer:
     """Data augmentation: while training, move each NHWC image by up to ``max_shift``
     pixels along each axis (uniformly, zeros shifted in). At evaluation it is the

@@ -2,12 +2,12 @@
 
 Section 1: the threshold unit (perceptron) with its classic learning rule, and
 the multilayer perceptron. Section 2: the convolutional network. Section 3: a
-recurrent classifier of token sequences.
+recurrent classifier of token sequences, and a character-level language model.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ from jaxdl.layers import (
     ReLU,
     Sigmoid,
     Step,
+    WordDropout,
     _keys,
     serial,
 )
@@ -133,11 +134,16 @@ def rnn_classifier(
     bidirectional: bool = True,
     pool: str = "mean",
     dropout: float = 0.3,
+    embed_dropout: float = 0.0,
+    word_dropout: float = 0.0,
     padding_id: int = 0,
+    unk_id: int = 1,
 ) -> Layer:
-    """Token ids (N, T) -> logits (N, num_classes): Embedding -> RNN (``layers`` deep,
-    ``cell`` in ``CELLS``, pooled over valid steps by ``pool``: "last", "mean" or "max")
-    -> Dropout -> Dense; ``dropout`` is also the rate between recurrent layers.
+    """Token ids (N, T) -> logits (N, num_classes): WordDropout -> Embedding -> Dropout
+    (``embed_dropout``) -> RNN (``layers`` deep, ``cell`` in ``CELLS``, pooled over valid
+    steps by ``pool``: "last", "mean" or "max") -> Dropout -> Dense; ``dropout`` is also the
+    rate between recurrent layers, and while training each word becomes ``unk_id`` with
+    probability ``word_dropout``.
 
     Sequences are padded at the end with ``padding_id``; the valid lengths come from
     the ids, so padding reaches neither the outputs nor the gradients.
@@ -146,7 +152,9 @@ def rnn_classifier(
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
     body = serial(
+        WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
         Embedding(vocab_size, embed, padding_id=padding_id),
+        Dropout(embed_dropout, name="embed_dropout"),
         RNN(CELLS[cell](hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool, name="rnn"),
         Dropout(dropout),
         Dense(num_classes, name="output"),
@@ -155,11 +163,84 @@ def rnn_classifier(
     parts = dict(body.children)
 
     def apply(params, ids, *, key=None, train=False):
-        rnn_key, dropout_key = _keys(key, 2)
-        x = parts["embedding"].apply(params["embedding"], ids)
+        word_key, embed_key, rnn_key, dropout_key = _keys(key, 4)
         lengths = jnp.sum(ids != padding_id, axis=1)
+        ids = parts["worddropout"].apply({}, ids, key=word_key, train=train)
+        x = parts["embedding"].apply(params["embedding"], ids)
+        x = parts["embed_dropout"].apply({}, x, key=embed_key, train=train)
         x = parts["rnn"].apply(params["rnn"], x, lengths=lengths, key=rnn_key, train=train)
         x = parts["dropout"].apply({}, x, key=dropout_key, train=train)
         return parts["output"].apply(params["output"], x)
 
     return body._replace(apply=apply)
+
+
+def char_language_model(
+    vocab_size: int,
+    *,
+    embed: int = 64,
+    hidden: int = 256,
+    cell: str = "gru",
+    layers: int = 1,
+    dropout: float = 0.0,
+) -> Layer:
+    """Character ids (N, T) -> logits (N, T, vocab_size) of the next character at each step:
+    Embedding -> RNN (``layers`` deep, ``cell`` in ``CELLS``, every step's state) ->
+    Dropout -> Dense per step; ``dropout`` is also the rate between recurrent layers.
+
+    The network reads forward only, so the logits at step t depend on ids[:, :t + 1]
+    alone (padding at the end of a row changes nothing before it).
+    :func:`char_language_model_step` runs the same params one character at a time.
+    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    return serial(
+        Embedding(vocab_size, embed),
+        RNN(CELLS[cell](hidden), layers=layers, dropout=dropout, output="sequence", name="rnn"),
+        Dropout(dropout),
+        Dense(vocab_size, name="output"),
+        name="char_language_model",
+    )
+
+
+class LanguageModelStep(NamedTuple):
+    """One step of a :func:`char_language_model` (for generation): pure functions.
+
+    Attributes:
+      zero_state: ``batch -> state``: the recurrent state before the first character
+        (a tuple with one carry per layer).
+      step: ``(params, state, ids (N,)) -> (state, logits (N, vocab_size))``: read one
+        character per row; the logits are those of the next character.
+    """
+
+    zero_state: Callable[[int], tuple]
+    step: Callable[[dict, tuple, jax.Array], tuple[tuple, jax.Array]]
+
+
+def char_language_model_step(*, hidden: int = 256, cell: str = "gru", layers: int = 1, **_) -> LanguageModelStep:
+    """The step of the :func:`char_language_model` with these settings (extra ones, such as
+    ``embed`` or ``dropout``, are ignored: evaluation uses no dropout).
+
+    It reads the model's params as :func:`~jaxdl.recurrent.RNN` lays them out
+    (``rnn/layer<k>/forward``) and projects each input as RNN does (``x @ w_i + b``):
+    stepping through a sequence gives the logits of the full-sequence model.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    unit = CELLS[cell](hidden)
+    embedding, output = Embedding(1, 1), Dense(1, name="output")  # only their apply is used
+
+    def zero_state(batch: int) -> tuple:
+        return tuple(unit.zero_carry(batch, jnp.float32) for _ in range(layers))
+
+    def step(params, state, ids):
+        x = embedding.apply(params["embedding"], ids)
+        carries = []
+        for layer, carry in enumerate(state, start=1):
+            cell_params = params["rnn"][f"layer{layer}"]["forward"]
+            carry, x = unit.apply(cell_params, carry, x @ cell_params["w_i"] + cell_params["b"])
+            carries.append(carry)
+        return tuple(carries), output.apply(params["output"], x)
+
+    return LanguageModelStep(zero_state, step)

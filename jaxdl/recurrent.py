@@ -193,25 +193,30 @@ def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int) -> tuple[jax.Array, jax.Array]:
     """Run ``cell`` over (N, T, D): outputs (N, T, H), zero at padded steps, and the
     last valid output (N, H), zero for an empty sequence.
 
-    The inputs of all steps are projected in one matmul; the scan body does only
-    the recurrent matmul and the gates. At a padded step the state is kept.
+    The inputs of all steps are projected in one matmul, time-major (T, N, G):
+    the (N, T, D) inputs are transposed, not their larger projection. The scan
+    body does only the recurrent matmul, the bias and the gates (which fuse);
+    at a padded step the state is kept. For the backward pass each step keeps
+    only its matmul's output and recomputes the gates from it, which writes and
+    reads less memory than keeping every gate's activation.
     """
-    x_proj = x @ params["w_i"] + params["b"]
+    x_proj = x.swapaxes(0, 1) @ params["w_i"]  # (T, N, G)
     batch = x.shape[0]
     start = (cell.zero_carry(batch, x_proj.dtype), jnp.zeros((batch, cell.hidden), x_proj.dtype))
 
     def step(state, inputs):
         x_t, valid_t = inputs
         valid_t = valid_t[:, None]
-        carry, h = cell.apply(params, state[0], x_t)
+        carry, h = cell.apply(params, state[0], x_t + params["b"])
         state = jax.tree.map(lambda new, old: jnp.where(valid_t, new, old), (carry, h), state)
         return state, jnp.where(valid_t, h, 0)
 
-    (_, last), outputs = lax.scan(step, start, (x_proj.swapaxes(0, 1), valid.T))
+    step = jax.checkpoint(step, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
+    (_, last), outputs = lax.scan(step, start, (x_proj, valid.T), unroll=unroll)
     return outputs.swapaxes(0, 1), last
 
 
@@ -259,6 +264,7 @@ def RNN(
     merge: str = "concat",
     dropout: float = 0.0,
     output: str = "sequence",
+    unroll: int = 1,
     name: str | None = None,
 ) -> Layer:
     """Run ``cell`` over padded batches of sequences: (N, T, D) -> (N, T, F) or (N, F).
@@ -279,6 +285,9 @@ def RNN(
         ``"last"``: the state after the last valid step (N, F) (for the backward
         direction: after reading back to the first step); ``"mean"`` / ``"max"``:
         the states pooled over valid steps (N, F). An empty sequence gives zeros.
+      unroll: time steps per iteration of the loop over time (``lax.scan``'s
+        ``unroll``): the same results; more can run faster and compiles longer
+        (on a 2-core CPU, 2 made an LSTM's training step up to 5% faster).
       name: the layer's name in a combinator (default: its kind in lower case).
 
     Params: ``{"layer1": {"forward": cell params, "backward": ...}, "layer2": ...}``.
@@ -286,6 +295,7 @@ def RNN(
     if not isinstance(cell, Cell):
         raise TypeError(f"RNN needs a Cell such as LSTMCell(64), got {cell!r:.80}")
     _positive(layers, "RNN layers")
+    _positive(unroll, "RNN unroll")
     if merge not in MERGES:
         raise ValueError(f"RNN merge must be one of {tuple(MERGES)}, got {merge!r}")
     if output not in OUTPUTS:
@@ -308,10 +318,10 @@ def RNN(
         return ((n, t, features) if output == "sequence" else (n, features)), params
 
     def run_layer(params, x, valid, lengths):
-        forward, last = _scan(cell, params["forward"], x, valid)
+        forward, last = _scan(cell, params["forward"], x, valid, unroll)
         if not bidirectional:
             return forward, last
-        backward, first = _scan(cell, params["backward"], reverse_valid(x, lengths), valid)
+        backward, first = _scan(cell, params["backward"], reverse_valid(x, lengths), valid, unroll)
         combine = MERGES[merge]
         return combine(forward, reverse_valid(backward, lengths)), combine(last, first)
 

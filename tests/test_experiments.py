@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdl import experiment
 from jaxdl.checkpoint import latest_checkpoint, load_checkpoint
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
@@ -158,7 +159,7 @@ def test_a_new_run_refuses_to_overwrite_an_old_one(script, tmp_path, capsys):
     assert "add --resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script", ["perceptron.py", "xor.py"])
+@pytest.mark.parametrize("script", ["perceptron.py", "xor.py", "char_lm.py"])
 def test_help_documents_the_shared_flags(script):
     text = subprocess.run(
         [sys.executable, str(EXPERIMENTS / script), "--help"], capture_output=True, text=True, check=True
@@ -167,3 +168,21 @@ def test_help_documents_the_shared_flags(script):
         assert flag in text
     if script == "xor.py":
         assert "--batch-size" in text and "--hidden" in text
+
+
+# ------------------------------------------------------------------------ ensembles
+def test_ensemble_members_have_their_own_seeds_and_folders(tmp_path):
+    parser = experiment.experiment_parser("test", out=str(tmp_path), ensemble=True)
+    one = parser.parse_args(["--seed", "3"])
+    assert experiment.ensemble_members(one, tmp_path) == [(3, tmp_path)]
+    three = parser.parse_args(["--seed", "3", "--ensemble", "3"])
+    assert experiment.ensemble_members(three, tmp_path) == [
+        (3, tmp_path / "member1"), (4, tmp_path / "member2"), (5, tmp_path / "member3")
+    ]
+
+
+def test_saved_members_are_found_in_numeric_order(tmp_path):
+    assert experiment.saved_members(tmp_path) == [tmp_path]  # a single network
+    for name in ("member10", "member2", "member1", "memberx"):
+        (tmp_path / name).mkdir()
+    assert experiment.saved_members(tmp_path) == [tmp_path / f"member{i}" for i in (1, 2, 10)]

@@ -38,6 +38,7 @@ from jaxdl.layers import (
     Softmax,
     Step,
     Tanh,
+    WordDropout,
     abstract_init,
     count_params,
     parallel,
@@ -457,6 +458,27 @@ def test_dropout_training_without_a_key_raises(model, where):
 def test_dropout_rate_outside_zero_one_raises(rate):
     with pytest.raises(ValueError, match=r"probability of dropping, in \[0, 1\)"):
         Dropout(rate)
+
+
+def test_word_dropout_replaces_a_fraction_rate_of_words_by_unk_and_keeps_padding():
+    ids = jnp.concatenate([jax.random.randint(KEY, (400, 250), 2, 50), jnp.zeros((400, 50), jnp.int32)], axis=1)
+    out = WordDropout(0.2, unk_id=1, padding_id=0).apply({}, ids, key=jax.random.key(1), train=True)
+    assert out.dtype == ids.dtype
+    np.testing.assert_array_equal(out[:, 250:], 0)  # padding stays padding
+    changed = out[:, :250] != ids[:, :250]
+    np.testing.assert_array_equal(out[:, :250][changed], 1)  # a dropped word becomes <unk>
+    n = changed.size
+    assert abs(float(changed.mean()) - 0.2) < 5 * np.sqrt(0.2 * 0.8 / n)
+
+
+def test_word_dropout_is_identity_at_evaluation_and_needs_a_key_to_train():
+    ids = jnp.arange(12).reshape(3, 4)
+    layer = WordDropout(0.5)
+    np.testing.assert_array_equal(layer.apply({}, ids), ids)
+    with pytest.raises(LayerError, match="key"):
+        layer.apply({}, ids, train=True)
+    with pytest.raises(ValueError, match=r"probability of dropping, in \[0, 1\)"):
+        WordDropout(1.0)
 
 
 # ------------------------------------------------------------------ 5. error messages

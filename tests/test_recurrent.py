@@ -1,4 +1,5 @@
-"""Tests of jaxdl.recurrent: shapes, numerics against flax.linen, padding, gradients, time scaling, errors."""
+"""Tests of jaxdl.recurrent: shapes, numerics against flax.linen, padding, gradients, time scaling, errors,
+learning."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,9 @@ from jax.nn import initializers
 from jax.test_util import check_grads
 
 from jaxdl.layers import Dense, Embedding, LayerError, abstract_init, serial, summary
+from jaxdl.losses import softmax_cross_entropy
 from jaxdl.recurrent import OUTPUTS, RNN, GRUCell, LSTMCell, SimpleCell, reverse_valid
+from jaxdl.train import TrainState, make_train_step
 
 KEY = jax.random.key(0)
 CELLS = {"simple": SimpleCell, "lstm": LSTMCell, "gru": GRUCell}
@@ -351,6 +355,30 @@ def equations(layer, steps):
     return jax.make_jaxpr(partial(layer.apply, lengths=jnp.array([steps, 1])))(params, x).jaxpr.eqns
 
 
+def test_unrolling_changes_neither_outputs_nor_gradients():
+    """2 steps per loop iteration over 5 steps (the last iteration is partial), both directions, padded."""
+    x = random_input((4, 5, 3))
+    params = random_params(RNN(LSTMCell(4), bidirectional=True), x.shape)
+
+    def outputs_and_gradients(unroll):
+        layers = {output: RNN(LSTMCell(4), bidirectional=True, output=output, unroll=unroll)
+                  for output in ("sequence", "last")}
+
+        @jax.jit
+        def run(params):
+            def apply(p):
+                return {output: layer.apply(p, x, lengths=LENGTHS) for output, layer in layers.items()}
+
+            outputs, vjp = jax.vjp(apply, params)
+            return outputs, vjp({output: jax.random.normal(KEY, y.shape) for output, y in outputs.items()})[0]
+
+        return run(params)
+
+    jax.tree.map(assert_close, outputs_and_gradients(2), outputs_and_gradients(1))
+    scans = [e for e in equations(RNN(LSTMCell(4), bidirectional=True, unroll=2), 5) if e.primitive.name == "scan"]
+    assert [e.params["unroll"] for e in scans] == [2, 2]
+
+
 @pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
 def test_program_size_does_not_grow_with_sequence_length(options):
     layer = RNN(**options)
@@ -362,7 +390,8 @@ def test_scan_body_has_only_the_recurrent_matmul(make):
     eqns = equations(RNN(make(4)), 5)
     scans = [e for e in eqns if e.primitive.name == "scan"]
     assert len(scans) == 1
-    body = scans[0].params["jaxpr"].jaxpr.eqns
+    (checkpoint,) = scans[0].params["jaxpr"].jaxpr.eqns  # the step, rematerialised in the backward pass
+    body = checkpoint.params["jaxpr"].eqns
     assert [e.primitive.name for e in body].count("dot_general") == 1
     assert [e.primitive.name for e in eqns].count("dot_general") == 1  # all inputs projected before the scan
 
@@ -442,6 +471,7 @@ def test_init_with_an_impossible_shape_raises(shape, parts):
         (lambda: LSTMCell(0), "LSTMCell hidden must be a positive int, got 0"),
         (lambda: GRUCell(2.5), "GRUCell hidden must be a positive int"),
         (lambda: RNN(LSTMCell(3), layers=0), "RNN layers must be a positive int"),
+        (lambda: RNN(LSTMCell(3), unroll=0), "RNN unroll must be a positive int, got 0"),
         (lambda: RNN(LSTMCell(3), merge="mean"), r"merge must be one of \('concat', 'sum'\), got 'mean'"),
         (lambda: RNN(LSTMCell(3), output="first"), r"output must be one of \('sequence', 'last', 'mean', 'max'\)"),
         (lambda: RNN(LSTMCell(3), dropout=1.0), r"probability of dropping, in \[0, 1\)"),
@@ -455,3 +485,29 @@ def test_invalid_constructor_arguments_raise(make, pattern):
 def test_rnn_of_something_else_than_a_cell_raises():
     with pytest.raises(TypeError, match=r"RNN needs a Cell such as LSTMCell\(64\), got LSTMCell"):
         RNN(nn.LSTMCell(3))
+
+
+# ------------------------------------------------------------------------ 8. learning
+def recall_first_symbol(key, n: int, steps: int = 12, symbols: int = 3):
+    """Random one-hot symbols x (n, steps, symbols); the label y (n,) is the first of them."""
+    ids = jax.random.randint(key, (n, steps), 0, symbols)
+    return {"x": jax.nn.one_hot(ids, symbols), "y": ids[:, 0]}
+
+
+@pytest.mark.parametrize("make", CELLS.values(), ids=CELLS.keys())
+def test_each_cell_learns_to_recall_the_first_symbol_of_a_sequence(make):
+    """Only the state carried over 11 later symbols can tell the first one: chance (1/3) before training."""
+    train, test = (recall_first_symbol(jax.random.key(seed), 256) for seed in (1, 2))
+    model = serial(RNN(make(16), output="last"), Dense(3))
+    _, params = model.init(KEY, (-1, 12, 3))
+    optimizer = optax.adam(0.02)
+    state = TrainState.create(params, optimizer, KEY)
+    step = make_train_step(model.apply, softmax_cross_entropy, optimizer)
+
+    def test_accuracy(state):  # a step's metrics are those of the params it is given; its update is dropped
+        return step(state, test)[1]["accuracy"]
+
+    assert test_accuracy(state) < 0.5
+    for _ in range(100):
+        state, _ = step(state, train)
+    assert test_accuracy(state) > 0.95

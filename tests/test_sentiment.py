@@ -10,6 +10,7 @@ import pytest
 
 import jaxdl as dl
 from experiment_scripts import load_experiment
+from jaxdl import experiment
 from jaxdl.data.text import bucket_examples
 from jaxdl.models import rnn_classifier
 
@@ -80,17 +81,26 @@ def test_predict_without_a_trained_model_says_what_to_do(tmp_path):
     assert "Train a model first" in str(exit_info.value.code)
 
 
-def test_quick_run_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsys):
+def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = sentiment.main(["--epochs", "2", "--train-examples", "6000", "--lr", "5e-3", "--layers", "1",
-                              "--no-bidirectional", "--hidden", "32", "--embed", "32", "--out", str(out),
+    metrics = sentiment.main(["--epochs", "2", "--train-examples", "6000", "--lr", "5e-3", "--hidden", "32",
+                              "--embed", "32", "--ensemble", "2", "--out", str(out),
                               "--data-dir", str(sst2_data_dir)])
     assert metrics["dev_accuracy"] > 0.6  # chance is about 0.5
+    first, second = metrics["member_dev_accuracies"]
+    assert first > 0.6 and second > 0.6 and first != second  # seeds 0 and 1
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("dev_accuracy", "train_time_s", "compile_time_s", "peak_rss_mb"):
         assert key in on_disk, key
+    members = [out / "checkpoints" / "member1", out / "checkpoints" / "member2"]
+    assert experiment.saved_members(out / "checkpoints") == members
     capsys.readouterr()
-    probabilities = sentiment.main(["--out", str(out), "--predict", "a gorgeous , witty , seductive movie .",
-                                    "--predict", ""])["p_positive"]
-    assert len(probabilities) == 1 and 0.0 <= probabilities[0] <= 1.0
+    sentence = "a gorgeous , witty , seductive movie ."
+    p_positive = sentiment.main(["--out", str(out), "--predict", sentence, "--predict", ""])["p_positive"]
     assert "a gorgeous , witty" in capsys.readouterr().out
+    vocabulary = sentiment.Vocabulary.load(out / "vocabulary.json")
+    checkpoints = [dl.load_checkpoint(folder) for folder in members]
+    model = sentiment.build_model(vocabulary, checkpoints[0].config)
+    each = sentiment.probabilities(model, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
+    assert each.shape == (2, 1, 2) and each[0, 0, 1] != each[1, 0, 1]
+    np.testing.assert_allclose(p_positive, [each[:, 0, 1].mean()], rtol=1e-6)  # the networks' average
