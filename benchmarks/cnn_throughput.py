@@ -18,9 +18,6 @@ without it that row is skipped. The last line printed is a JSON object of images
 from __future__ import annotations
 
 import argparse
-import functools
-import json
-import statistics
 import time
 from typing import Callable
 
@@ -29,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
+
 import jaxdl as dl
 from jaxdl.compiler import compiler_options
-from jaxdl.tables import format_table
 from jaxdl.train import make_multi_step
 
 BATCH, CLASSES, SHAPE = 128, 10, (28, 28, 1)
@@ -43,17 +41,6 @@ def make_data(steps: int, seed: int = 0):
     x = rng.random((steps * BATCH, *SHAPE), dtype=np.float32)
     y = rng.integers(0, CLASSES, steps * BATCH).astype(np.int32)
     return x, y
-
-
-def round_robin(runners: dict, steps: int, repeats: int) -> dict[str, float]:
-    """Median images/s of each ``run_steps(steps)`` (which must block until done), runs interleaved."""
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run_steps in runners.items():
-            began = time.perf_counter()
-            run_steps(steps)
-            rates[name].append(steps * BATCH / (time.perf_counter() - began))
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 # ----------------------------------------------------------------------------- jaxdl
@@ -103,66 +90,28 @@ def bench_flax(x, y, args, compiler_options=None) -> tuple[Callable, float]:
             return nn.Dense(CLASSES)(x)
 
     model = CNN()
-    optimizer = optax.sgd(LR, momentum=MOMENTUM)
     params = model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)))
-    opt_state = optimizer.init(params)
-
-    @functools.partial(jax.jit, compiler_options=compiler_options)
-    def train_step(params, opt_state, xb, yb):
-        def loss_fn(p):
-            logits = model.apply(p, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
     xs = jax.device_put(x.reshape(args.steps, BATCH, *SHAPE))
     ys = jax.device_put(y.reshape(args.steps, BATCH))
-    began = time.perf_counter()
-    params, opt_state, loss = jax.block_until_ready(train_step(params, opt_state, xs[0], ys[0]))
-    compile_s = time.perf_counter() - began
-
-    def run_steps(steps):
-        nonlocal params, opt_state
-        for i in range(steps):
-            params, opt_state, loss = train_step(params, opt_state, xs[i], ys[i])
-        jax.block_until_ready(loss)
-
-    return run_steps, compile_s
+    return harness.flax_runner(model, params, optax.sgd(LR, momentum=MOMENTUM), xs, ys, compiler_options)
 
 
 # --------------------------------------------------------------------------- PyTorch
 def bench_torch(x, y, args) -> tuple[Callable, float] | None:
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        print("PyTorch is not installed: its row is skipped (pip install torch==2.13.0 for the CPU build here)")
+    torch = harness.import_torch()
+    if torch is None:
         return None
+    nn = torch.nn
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, CLASSES),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    loss_fn = nn.CrossEntropyLoss()
     xs = torch.from_numpy(x.reshape(args.steps, BATCH, *SHAPE)).permute(0, 1, 4, 2, 3).contiguous()
     ys = torch.from_numpy(y.reshape(args.steps, BATCH)).long()
-
-    def run_steps(steps):
-        for i in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xs[i]), ys[i])
-            loss.backward()
-            optimizer.step()
-
-    began = time.perf_counter()
-    run_steps(1)
-    first_s = time.perf_counter() - began
-    return run_steps, first_s
+    return harness.torch_runner(model, optimizer, xs, ys)
 
 
 def main(argv=None) -> dict:
@@ -186,16 +135,7 @@ def main(argv=None) -> dict:
         setups["flax_linen + jaxdl's XLA options"] = bench_flax(x, y, args, compiler_options())
     setups["torch"] = bench_torch(x, y, args)
     setups = {name: setup for name, setup in setups.items() if setup is not None}
-    rates = round_robin({name: run for name, (run, _) in setups.items()}, args.steps, args.repeats)
-    rows = [
-        (name, f"{rates[name]:,.0f}", f"{first_s:.2f}", f"{rates['jaxdl'] / rates[name]:.2f}x")
-        for name, (_, first_s) in setups.items()
-    ]
-    rate = {name: round(rates[name], 1) if name in rates else None for name in ("jaxdl", "flax_linen", "torch")}
-    print(format_table(("framework", "images/s", "first step s", "jaxdl speed-up"), rows, right=(1, 2, 3)))
-    print(json.dumps(rate))
-    return rate
-
+    return harness.report(setups, args.steps, args.repeats, BATCH, "images/s")
 
 if __name__ == "__main__":
     main()

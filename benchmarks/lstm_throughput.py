@@ -21,8 +21,6 @@ is a JSON object of sequences/s.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 from collections.abc import Callable
 
@@ -31,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
+
 import jaxdl as dl
 from jaxdl.compiler import compiler_options
-from jaxdl.tables import format_table
 
 BATCH, TIME, FEATURES, HIDDEN, CLASSES = 64, 100, 128, 256, 10
 LR = 1e-3
@@ -50,17 +49,6 @@ def make_data(steps: int, seed: int = 0, time_steps: int = TIME):
     x = rng.standard_normal((steps, BATCH, time_steps, FEATURES), dtype=np.float32)
     y = rng.integers(0, CLASSES, (steps, BATCH)).astype(np.int32)
     return x, y
-
-
-def round_robin(runners: dict, steps: int, repeats: int) -> dict[str, float]:
-    """Median sequences/s of each ``run_steps(steps)`` (which must block until done), runs interleaved."""
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run_steps in runners.items():
-            began = time.perf_counter()
-            run_steps(steps)
-            rates[name].append(steps * BATCH / (time.perf_counter() - began))
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 # ----------------------------------------------------------------------------- jaxdl
@@ -119,47 +107,17 @@ def bench_flax(x, y, args) -> tuple[Callable, float]:
             return nn.Dense(CLASSES)(states[:, -1])
 
     model = Classifier()
-    optimizer = optax.adam(LR)
     params = model.init(jax.random.key(args.seed), jnp.zeros((1, TIME, FEATURES)))
-    opt_state = optimizer.init(params)
-
-    @jax.jit
-    def train_step(params, opt_state, xb, yb):
-        def loss_fn(p):
-            logits = model.apply(p, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    xs, ys = jax.device_put(x), jax.device_put(y)
-    began = time.perf_counter()
-    params, opt_state, _ = jax.block_until_ready(train_step(params, opt_state, xs[0], ys[0]))
-    compile_s = time.perf_counter() - began
-
-    def run_steps(steps):
-        nonlocal params, opt_state
-        for i in range(steps):
-            params, opt_state, loss = train_step(params, opt_state, xs[i], ys[i])
-        jax.block_until_ready(loss)
-
-    return run_steps, compile_s
+    return harness.flax_runner(model, params, optax.adam(LR), jax.device_put(x), jax.device_put(y))
 
 
 # --------------------------------------------------------------------------- PyTorch
 def bench_torch(x, y, args) -> tuple[Callable, float] | None:
-    if args.skip_torch:
-        print("PyTorch skipped (--skip-torch)")
+    torch = harness.import_torch(args.skip_torch)
+    if torch is None:
         return None
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        print("PyTorch is not installed: its row is skipped (pip install torch==2.13.0 for the CPU build here)")
-        return None
+    nn = torch.nn
     torch.manual_seed(args.seed)
-    print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
 
     class Classifier(nn.Module):
         def __init__(self):
@@ -173,20 +131,7 @@ def bench_torch(x, y, args) -> tuple[Callable, float] | None:
 
     model = Classifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = nn.CrossEntropyLoss()
-    xs, ys = torch.from_numpy(x), torch.from_numpy(y).long()
-
-    def run_steps(steps):
-        for i in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xs[i]), ys[i])
-            loss.backward()
-            optimizer.step()
-
-    began = time.perf_counter()
-    run_steps(1)
-    first_s = time.perf_counter() - began
-    return run_steps, first_s
+    return harness.torch_runner(model, optimizer, torch.from_numpy(x), torch.from_numpy(y).long())
 
 
 def main(argv=None) -> dict:
@@ -201,18 +146,9 @@ def main(argv=None) -> dict:
     print(f"LSTM {FEATURES} -> {HIDDEN}, {TIME} time steps, batch {BATCH}, {args.steps} steps x {args.repeats}")
     setups = {"jaxdl": bench_jaxdl(x, y, args), "flax_linen": bench_flax(x, y, args), "torch": bench_torch(x, y, args)}
     setups = {name: setup for name, setup in setups.items() if setup is not None}
-    rates = round_robin({name: run for name, (run, _) in setups.items()}, args.steps, args.repeats)
-    rows = [
-        (name, f"{rates[name]:,.0f}", f"{first_s:.2f}", f"{rates['jaxdl'] / rates[name]:.2f}x")
-        for name, (_, first_s) in setups.items()
-    ]
-    print(format_table(("framework", "sequences/s", "first step s", "jaxdl speed-up"), rows, right=(1, 2, 3)))
     short, long = (compile_seconds(steps, args.seed) for steps in (10, 1000))
     print(f"jaxdl's training step compiles in {short:.2f} s at 10 time steps, {long:.2f} s at 1,000")
-    rate = {name: round(rates[name], 1) if name in rates else None for name in ("jaxdl", "flax_linen", "torch")}
-    print(json.dumps(rate))
-    return rate
-
+    return harness.report(setups, args.steps, args.repeats, BATCH, "sequences/s")
 
 if __name__ == "__main__":
     main()

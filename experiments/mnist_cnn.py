@@ -103,12 +103,7 @@ def train(model, data, args, seed: int, checkpoints) -> FitResult:
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
         config={**{k: v for k, v in experiment.run_config(args).items() if k != "ensemble"}, "seed": seed},
     )
-    print(format_table(
-        ("epoch", "train loss", "test loss", "test accuracy", "elapsed s"),
-        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
-          f"{r['elapsed_s']:.1f}") for r in result.history],
-        right=range(5),
-    ))
+    print(experiment.history_table(result.history, "test"))
     return result
 
 

@@ -37,7 +37,6 @@ from jaxdl.data.text import (
 from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, rnn_classifier
-from jaxdl.tables import format_table
 from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_step, predict
 
 MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout", "embed_dropout", "word_dropout")
@@ -122,12 +121,7 @@ def train_network(model, train_data, dev_data, args, seed: int, checkpoints) -> 
         config={**{k: v for k, v in experiment.run_config(args).items() if k not in ("predict", "ensemble")},
                 "seed": seed},
     )
-    print(format_table(
-        ("epoch", "train loss", "dev loss", "dev accuracy", "elapsed s"),
-        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
-          f"{r['elapsed_s']:.1f}") for r in result.history],
-        right=range(5),
-    ))
+    print(experiment.history_table(result.history, "dev"))
     return result
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jaxdl.checkpoint import atomic_write
 from jaxdl.data import DataError, ImageClassification, load_image_classification
+from jaxdl.tables import format_table
 
 
 def _argument_type(convert, accept, expected: str):
@@ -113,6 +114,16 @@ def saved_members(checkpoints: Path) -> list[Path]:
 def run_config(args: argparse.Namespace) -> dict:
     """The flags as a JSON-ready dict (saved with checkpoints; resuming checks it)."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def history_table(history: list[dict], val: str = "val") -> str:
+    """The learning curve of ``fit``'s history as a table; ``val`` names the evaluation set ("dev", "test")."""
+    return format_table(
+        ("epoch", "train loss", f"{val} loss", f"{val} accuracy", "elapsed s"),
+        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
+          f"{r['elapsed_s']:.1f}") for r in history],
+        right=range(5),
+    )
 
 
 def peak_rss_mb() -> float:
