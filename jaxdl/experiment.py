@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from jaxdl.checkpoint import atomic_write
 from jaxdl.data import DataError, ImageClassification, load_image_classification
@@ -34,6 +35,11 @@ def _argument_type(convert, accept, expected: str):
 positive_int = _argument_type(int, lambda v: v > 0, "a positive integer")
 positive_float = _argument_type(float, lambda v: 0.0 < v < float("inf"), "a positive finite number")
 non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
+increasing_ints = _argument_type(
+    lambda text: tuple(int(v) for v in text.split(",")),
+    lambda v: v[0] > 0 and all(a < b for a, b in zip(v, v[1:])),
+    "increasing positive integers separated by commas, such as 8,16,32",
+)
 
 
 def experiment_parser(
@@ -116,13 +122,18 @@ def run_config(args: argparse.Namespace) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
-def history_table(history: list[dict], val: str = "val") -> str:
-    """The learning curve of ``fit``'s history as a table; ``val`` names the evaluation set ("dev", "test")."""
+def history_table(history: list[dict], val: str = "val", metrics: Sequence[str] = ("loss", "accuracy")) -> str:
+    """The learning curve of ``fit``'s history as a table: the training loss, then each
+    ``val_<metric>`` of ``metrics`` (losses as numbers, other metrics as percentages);
+    ``val`` names the evaluation set ("dev", "test")."""
+    def cell(name, value):
+        return f"{value:.4f}" if name.endswith("loss") else f"{value:.2%}"
+
     return format_table(
-        ("epoch", "train loss", f"{val} loss", f"{val} accuracy", "elapsed s"),
-        [(r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", f"{r['val_accuracy']:.2%}",
+        ("epoch", "train loss", *(f"{val} {metric.replace('_', ' ')}" for metric in metrics), "elapsed s"),
+        [(r["epoch"], cell("loss", r["train_loss"]), *(cell(m, r[f"val_{m}"]) for m in metrics),
           f"{r['elapsed_s']:.1f}") for r in history],
-        right=range(5),
+        right=range(len(metrics) + 3),
     )
 
 

@@ -379,6 +379,41 @@ def Embedding(
     return Layer(init, apply, name, "Embedding")
 
 
+def CharCNN(
+    vocab_size: int, features: int = 50, *, embed: int = 30, width: int = 3, padding_id: int = 0,
+    name: str = "charcnn",
+) -> Layer:
+    """A word's vector from its characters: ids (..., C) -> (..., features).
+
+    Each character is embedded, ``width`` neighbouring characters are convolved
+    into ``features`` detectors (prefixes, suffixes, capitals, digits...), and each
+    detector keeps its largest response over the word (max pooling over
+    characters). ``padding_id`` marks no character; a word without characters
+    (a padded token) gives zeros.
+    Params: ``embedding`` (``table``), ``conv`` (``w`` (1, width, embed, features), ``b``).
+    """
+    embedding = Embedding(vocab_size, embed, padding_id=padding_id)
+    conv = Conv(features, (1, width), padding="SAME", name="conv")
+
+    def init(key, input_shape):
+        if len(input_shape) < 1 or input_shape[-1] <= 0:
+            raise LayerError("CharCNN", f"needs character ids of shape (..., C), got input shape {_fmt(input_shape)}")
+        embed_key, conv_key = jax.random.split(key)
+        _, embedding_params = embedding.init(embed_key, (-1, input_shape[-1]))
+        _, conv_params = conv.init(conv_key, (-1, 1, input_shape[-1], embed))
+        return (*input_shape[:-1], features), {"embedding": embedding_params, "conv": conv_params}
+
+    def apply(params, ids, *, key=None, train=False):
+        words = ids.reshape(-1, 1, ids.shape[-1])  # (M, 1, C): each word an image one row high
+        detected = conv.apply(params["conv"], embedding.apply(params["embedding"], words))
+        present = (words != padding_id)[..., None]
+        strongest = jnp.where(present, detected, -jnp.inf).max(axis=(1, 2))
+        strongest = jnp.where(present.any(axis=(1, 2)), strongest, 0.0)
+        return strongest.reshape(*ids.shape[:-1], features)
+
+    return Layer(init, apply, name, "CharCNN")
+
+
 def LayerNorm(*, epsilon: float = 1e-6, name: str = "layernorm") -> Layer:
     """Normalise the last axis to zero mean and unit variance, then scale and shift.
 

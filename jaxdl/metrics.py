@@ -1,13 +1,25 @@
-"""Metrics: accuracy and the confusion matrix.
+"""Metrics: accuracy and the confusion matrix; entity-span and binary scores for tagging.
 
 Scalar metrics share the losses' signature, ``(logits, labels, mask=None)``,
 so the training loop treats them alike.
+
+``bio_spans``, ``span_scores`` and ``binary_scores`` score sequence tagging
+(e.g. CoNLL-2003 named entities) on the host in plain Python/numpy, on string
+tags or 0/1 labels; they are not jittable. ``span_scores`` follows the CoNLL
+shared task's ``conlleval`` script: entities are decoded from IOB1, IOB2 or
+IOBES tags by its ``startOfChunk``/``endOfChunk`` rules (with the usual S-/E-
+extension), each sentence on its own, and a predicted entity counts only if
+its type, start and end all match a gold one.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import NamedTuple, Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdl.losses import weighted_mean
 
@@ -40,3 +52,132 @@ def confusion_matrix(
     weights = jnp.ones_like(labels) if mask is None else jnp.ravel(mask).astype(labels.dtype)
     flat = labels * num_classes + predictions
     return jnp.zeros(num_classes * num_classes, jnp.int32).at[flat].add(weights).reshape(num_classes, num_classes)
+
+
+class Scores(NamedTuple):
+    """Precision, recall and F1 of one kind of item, with the counts they come from.
+
+    Fractions in [0, 1] (conlleval prints percentages); each is 0.0 when its denominator is 0.
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    gold: int  # items in the gold standard
+    predicted: int  # items predicted
+    correct: int  # predicted items that are in the gold standard
+
+
+def _scores(gold: int, predicted: int, correct: int) -> Scores:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(precision, recall, f1, gold, predicted, correct)
+
+
+def _chunk_ends(prev_prefix: str, prev_type: str, prefix: str, type_: str) -> bool:
+    """conlleval's endOfChunk: does a chunk end between the previous tag and this one?"""
+    return (
+        prev_prefix in ("E", "S")
+        or (prev_prefix in ("B", "I") and prefix in ("B", "S", "O"))
+        or (prev_prefix != "O" and prev_type != type_)
+    )
+
+
+def _chunk_starts(prev_prefix: str, prev_type: str, prefix: str, type_: str) -> bool:
+    """conlleval's startOfChunk: does a chunk start at this tag?"""
+    return (
+        prefix in ("B", "S")
+        or (prefix in ("I", "E") and prev_prefix in ("O", "E", "S"))
+        or (prefix != "O" and prev_type != type_)
+    )
+
+
+def _spans(tags: Sequence[str], where: str) -> list[tuple[str, int, int]]:
+    """``bio_spans``, with ``where`` (the caller, and which sentence) leading its error messages."""
+    if isinstance(tags, str):
+        raise TypeError(f"{where}: expected a sequence of tags, got the str {tags!r}")
+    split = []  # (prefix, type); like conlleval, the type is all after the first "-"
+    for position, tag in enumerate(tags):
+        prefix, _, type_ = tag.partition("-") if isinstance(tag, str) else ("", "", "")
+        if tag != "O" and (prefix not in ("B", "I", "E", "S") or not type_):
+            raise ValueError(f"{where}: tag {tag!r} at position {position} is not 'O' or '<B|I|E|S>-<TYPE>'")
+        split.append(("O", "") if tag == "O" else (prefix, type_))
+    spans, start = [], 0
+    previous = ("O", "")  # as after conlleval's sentence boundary
+    for i, current in enumerate([*split, ("O", "")]):  # the final "O" is the boundary that ends the sentence
+        if _chunk_ends(*previous, *current):
+            spans.append((previous[1], start, i))
+        if _chunk_starts(*previous, *current):
+            start = i
+        previous = current
+    return spans
+
+
+def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The entity spans of one sentence's tags as (type, start, end) with end exclusive, in order.
+
+    Tags are "O" or "<B|I|E|S>-<TYPE>" (IOB1, IOB2 or IOBES); ill-formed sequences decode as conlleval does.
+    """
+    return _spans(tags, "bio_spans")
+
+
+def span_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Scores]:
+    """CoNLL exact-span-match scores over sentences: one entry per entity type (sorted) plus "overall".
+
+    gold, predicted: one sequence of tags per sentence, of equal lengths. A type has an entry if it
+    occurs in gold or predicted spans; "overall" sums the counts of all types (micro average).
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"span_scores: {len(gold)} gold sentences but {len(predicted)} predicted")
+    gold_counts, predicted_counts, correct_counts = Counter(), Counter(), Counter()
+    for i, (gold_tags, predicted_tags) in enumerate(zip(gold, predicted)):
+        # decoded first, so that a str where a sentence belongs is a TypeError, not a length mismatch
+        gold_spans = set(_spans(gold_tags, f"span_scores: gold sentence {i}"))
+        predicted_spans = set(_spans(predicted_tags, f"span_scores: predicted sentence {i}"))
+        if len(gold_tags) != len(predicted_tags):
+            raise ValueError(
+                f"span_scores: sentence {i} has {len(gold_tags)} gold tags but {len(predicted_tags)} predicted"
+            )
+        gold_counts.update(type_ for type_, _, _ in gold_spans)
+        predicted_counts.update(type_ for type_, _, _ in predicted_spans)
+        correct_counts.update(type_ for type_, _, _ in gold_spans & predicted_spans)
+    scores = {
+        type_: _scores(gold_counts[type_], predicted_counts[type_], correct_counts[type_])
+        for type_ in sorted({*gold_counts, *predicted_counts})
+    }
+    scores["overall"] = _scores(gold_counts.total(), predicted_counts.total(), correct_counts.total())
+    return scores
+
+
+def _is_nested(labels) -> bool:
+    return isinstance(labels, (list, tuple)) and len(labels) > 0 and np.ndim(labels[0]) > 0
+
+
+def _flat_labels(gold, predicted) -> tuple[np.ndarray, np.ndarray]:
+    """Both labelings as 1-D arrays, once their shapes (sentence by sentence, if nested) match."""
+    if not (_is_nested(gold) or _is_nested(predicted)):
+        gold, predicted = np.asarray(gold), np.asarray(predicted)
+        if gold.shape != predicted.shape:
+            raise ValueError(f"binary_scores: gold of shape {gold.shape} but predicted of shape {predicted.shape}")
+        return gold.ravel(), predicted.ravel()
+    if len(gold) != len(predicted):
+        raise ValueError(f"binary_scores: {len(gold)} gold sentences but {len(predicted)} predicted")
+    for i, (gold_labels, predicted_labels) in enumerate(zip(gold, predicted)):
+        if np.shape(gold_labels) != np.shape(predicted_labels):
+            raise ValueError(
+                f"binary_scores: sentence {i} has gold of shape {np.shape(gold_labels)} "
+                f"but predicted of shape {np.shape(predicted_labels)}"
+            )
+    return np.concatenate([np.ravel(g) for g in gold]), np.concatenate([np.ravel(p) for p in predicted])
+
+
+def binary_scores(gold, predicted) -> Scores:
+    """Precision/recall/F1 of the positive class for 0/1 (or bool) labels: arrays of any equal shape,
+    or equal-length sequences of equal-length sequences (one per sentence)."""
+    gold, predicted = _flat_labels(gold, predicted)
+    for name, labels in (("gold", gold), ("predicted", predicted)):
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"binary_scores: {name} labels must be 0/1 or bool, got values {np.unique(labels)}")
+    gold, predicted = gold.astype(bool), predicted.astype(bool)
+    return _scores(int(gold.sum()), int(predicted.sum()), int((gold & predicted).sum()))

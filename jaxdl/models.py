@@ -1,8 +1,9 @@
 """The lecture's models, composed from :mod:`jaxdl.layers`.
 
-Section 1: the threshold unit (perceptron) with its classic learning rule, and
-the multilayer perceptron. Section 2: the convolutional network. Section 3: a
-recurrent classifier of token sequences, and a character-level language model.
+Section 1: the threshold unit (perceptron) with its classic learning rule, the
+logistic unit, and the multilayer perceptron. Section 2: the convolutional network.
+Section 3: a recurrent classifier of token sequences, a tagger that labels every
+token, and a character-level language model.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdl.layers import (
+    CharCNN,
     Conv,
     Dense,
     Dropout,
     Embedding,
     Flatten,
     Layer,
+    LayerError,
     MaxPool,
     RandomShift,
     ReLU,
@@ -76,6 +79,16 @@ def perceptron_learning_rule(
         return params, wrong.sum()
 
     return lax.scan(epoch, params, None, length=epochs)
+
+
+def logistic_unit() -> Layer:
+    """The perceptron with a smooth threshold: features (N, F) -> one logit (N, 1);
+    ``sigmoid(logit)`` is the probability of class 1 (train it with
+    :func:`~jaxdl.losses.binary_cross_entropy`: logistic regression).
+
+    Params: ``{"unit": {"w": (F, 1), "b": (1,)}}``, as the perceptron's.
+    """
+    return serial(Dense(1, name="unit"), name="logistic_unit")
 
 
 # ------------------------------------------------------------------------------ MLP
@@ -173,6 +186,79 @@ def rnn_classifier(
         return parts["output"].apply(params["output"], x)
 
     return body._replace(apply=apply)
+
+
+def tagger(
+    num_words: int,
+    num_chars: int,
+    num_tags: int,
+    *,
+    embed: int = 100,
+    char_embed: int = 30,
+    char_features: int = 50,
+    char_width: int = 3,
+    hidden: int = 128,
+    cell: str = "lstm",
+    layers: int = 2,
+    dropout: float = 0.5,
+    word_dropout: float = 0.0,
+    padding_id: int = 0,
+    unk_id: int = 1,
+) -> Layer:
+    """Token rows (N, T, 1 + C) -> logits of each token's tag (N, T, num_tags).
+
+    A row holds a word id, then the ids of the word's C first characters
+    (:func:`jaxdl.data.tagging.encode_tokens`). Each word becomes its embedding
+    (``embed``) beside learned character features (:func:`~jaxdl.layers.CharCNN`,
+    ``char_features``), which know words never seen in training by their spelling;
+    then Dropout -> RNN (bidirectional, ``layers`` deep, ``cell`` in ``CELLS``, every
+    step's state) -> Dropout -> Dense per token. While training each word id becomes
+    ``unk_id`` with probability ``word_dropout`` (the characters stay), so the
+    network learns to tag unknown words.
+
+    Sentences are padded at the end with ``padding_id`` word ids; the valid lengths
+    come from them, so padding reaches neither the outputs nor the gradients.
+    Params: ``embedding``, ``charcnn``, ``rnn`` (``layer1``, ...), ``output``.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    word_dropout_layer = WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id)
+    embedding = Embedding(num_words, embed, padding_id=padding_id)
+    spelling = CharCNN(num_chars, char_features, embed=char_embed, width=char_width, padding_id=padding_id)
+    rnn = RNN(CELLS[cell](hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence", name="rnn")
+    dropout_layer = Dropout(dropout)
+    output = Dense(num_tags, name="output")
+
+    def check(shape):
+        if len(shape) != 3 or shape[-1] < 2:
+            raise LayerError("tagger", f"expected token rows (N, T, 1 + C) with C >= 1, got shape {tuple(shape)}")
+
+    def init(key, input_shape):
+        check(input_shape)
+        batch, steps, width = input_shape
+        keys = jax.random.split(key, 4)
+        _, embedding_params = embedding.init(keys[0], (batch, steps))
+        _, spelling_params = spelling.init(keys[1], (batch, steps, width - 1))
+        rnn_shape, rnn_params = rnn.init(keys[2], (batch, steps, embed + char_features))
+        out_shape, output_params = output.init(keys[3], rnn_shape)
+        params = {"embedding": embedding_params, "charcnn": spelling_params, "rnn": rnn_params, "output": output_params}
+        return out_shape, params
+
+    def apply(params, x, *, key=None, train=False):
+        check(x.shape)
+        word_key, in_key, rnn_key, out_key = _keys(key, 4)
+        ids, chars = x[..., 0], x[..., 1:]
+        lengths = jnp.sum(ids != padding_id, axis=1)
+        ids = word_dropout_layer.apply({}, ids, key=word_key, train=train)
+        words = jnp.concatenate(
+            [embedding.apply(params["embedding"], ids), spelling.apply(params["charcnn"], chars)], axis=-1
+        )
+        words = dropout_layer.apply({}, words, key=in_key, train=train)
+        states = rnn.apply(params["rnn"], words, lengths=lengths, key=rnn_key, train=train)
+        states = dropout_layer.apply({}, states, key=out_key, train=train)
+        return output.apply(params["output"], states)
+
+    return Layer(init, apply, "tagger", "tagger")
 
 
 def char_language_model(

@@ -242,7 +242,9 @@ def fit(
         once per batch; more runs them in a ``lax.scan`` over batches gathered
         on the device (:func:`make_multi_step`), with the same result.
       progress: show a progress bar (default: when stderr is a terminal).
-      callbacks: called as ``fn(state, record)`` after each epoch.
+      callbacks: called as ``fn(state, record)`` after each epoch's evaluation; metrics
+        they add to ``record`` (``val_f1``, say) join the history, the epoch's line and
+        its checkpoint.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
@@ -359,14 +361,14 @@ def fit(
             if eval_step is not None and eval_source is not None:
                 scores = evaluate(eval_step, state.params, eval_source, batch_size)
                 record.update({f"val_{k}": v for k, v in scores.items()})
-            record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)
+            for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
+                callback(state, record)
+            record["elapsed_s"] = round(elapsed(), 4)
             summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
             bar.set_postfix_str(summary)
             if bar.disable:  # no bar (e.g. output to a file): one line per epoch instead
                 print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
-            for callback in callbacks:
-                callback(state, record)
             stop = early_stopping is not None and early_stopping.should_stop(history)
             if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:
                 save()

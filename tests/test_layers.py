@@ -18,6 +18,7 @@ from jax.test_util import check_grads
 
 from jaxdl.layers import (
     AvgPool,
+    CharCNN,
     Conv,
     Dense,
     Dropout,
@@ -766,3 +767,45 @@ def test_embedding_padding_id_embeds_to_zeros_and_gets_no_gradient():
 def test_embedding_padding_id_outside_the_vocabulary_raises(padding_id):
     with pytest.raises(ValueError, match=r"padding_id must be an id in \[0, 6\) or None"):
         Embedding(6, 3, padding_id=padding_id)
+
+
+# ------------------------------------------------------------------ character CNN
+def char_cnn_by_hand(params, ids, width):
+    """CharCNN of one word's ids (C,) in numpy: embed, convolve with zero padding, max over characters."""
+    table, w, b = (np.asarray(a, np.float64) for a in (params["embedding"]["table"], params["conv"]["w"][0], params["conv"]["b"]))
+    vectors = np.where((ids != 0)[:, None], table[ids], 0.0)
+    half = (width - 1) // 2
+    padded = np.concatenate([np.zeros((half, table.shape[1])), vectors, np.zeros((width - 1 - half, table.shape[1]))])
+    responses = np.stack([sum(padded[j + k] @ w[k] for k in range(width)) + b for j in range(len(ids))])
+    return responses[ids != 0].max(0) if (ids != 0).any() else np.zeros(len(b))
+
+
+def test_char_cnn_by_hand():
+    layer = CharCNN(9, 5, embed=4, width=3)
+    params = random_params(layer, (2, 3, 6))
+    ids = np.array([[[3, 1, 4, 1, 5, 0], [2, 6, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]],
+                    [[8, 7, 6, 5, 4, 3], [1, 0, 0, 0, 0, 0], [5, 5, 0, 0, 0, 0]]], np.int32)
+    got = layer.apply(params, ids)
+    assert got.shape == (2, 3, 5)
+    for n in range(2):
+        for t in range(3):
+            np.testing.assert_allclose(got[n, t], char_cnn_by_hand(params, ids[n, t], 3), rtol=1e-5, atol=1e-5)
+
+
+def test_char_cnn_ignores_trailing_padding_and_gives_zeros_for_no_word():
+    layer = CharCNN(9, 5, embed=4, width=3)
+    params = random_params(layer, (1, 8))
+    short = layer.apply(params, jnp.array([[3, 1, 4]]))
+    padded = layer.apply(params, jnp.array([[3, 1, 4, 0, 0, 0, 0, 0]]))
+    np.testing.assert_allclose(short, padded, rtol=1e-6)
+    np.testing.assert_array_equal(layer.apply(params, jnp.zeros((2, 8), jnp.int32)), np.zeros((2, 5)))
+    grads = jax.grad(lambda p: layer.apply(p, jnp.zeros((2, 8), jnp.int32)).sum())(params)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
+def test_char_cnn_shapes_and_errors():
+    out_shape, params = CharCNN(20, 7, embed=3, width=5).init(KEY, (-1, 11, 16))
+    assert out_shape == (-1, 11, 7)
+    assert params["conv"]["w"].shape == (1, 5, 3, 7) and params["embedding"]["table"].shape == (20, 3)
+    with pytest.raises(LayerError, match=r"character ids of shape \(\.\.\., C\)"):
+        CharCNN(20).init(KEY, ())

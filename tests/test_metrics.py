@@ -1,6 +1,9 @@
-"""Tests of jaxdl.metrics: accuracy (multi-class and binary) and the confusion matrix."""
+"""Tests of jaxdl.metrics: accuracy (multi-class and binary), the confusion matrix, entity spans and their
+conlleval scores, and binary precision/recall/F1."""
 
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.metrics import accuracy, confusion_matrix, predict_labels
+from jaxdl.metrics import (
+    Scores,
+    accuracy,
+    binary_scores,
+    bio_spans,
+    confusion_matrix,
+    predict_labels,
+    span_scores,
+)
 
 # argmax per row: 0, 2, 1, 1
 LOGITS = jnp.array([[2.0, 1.0, 0.0], [0.1, 0.2, 0.3], [-1.0, 5.0, 4.0], [0.0, 1.0, -1.0]])
@@ -102,3 +113,203 @@ def test_confusion_matrix_agrees_with_accuracy():
 def test_confusion_matrix_size_mismatch_raises():
     with pytest.raises(ValueError, match="5 labels but 4 predictions"):
         confusion_matrix(jnp.zeros(5, jnp.int32), jnp.zeros(4, jnp.int32), 3)
+
+
+# Entity spans, decoded as conlleval does: (type, start, end), end exclusive.
+
+
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        (["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"], [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 6)]),
+        # IOB1: I- starts a chunk after O or at the start; B- only splits two chunks of one type
+        (["I-PER", "I-PER", "O", "I-LOC", "B-LOC"], [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5)]),
+        (["O", "I-PER"], [("PER", 1, 2)]),
+        (["I-PER", "I-LOC"], [("PER", 0, 1), ("LOC", 1, 2)]),  # a type change ends a chunk and starts one
+        (["B-PER", "I-LOC"], [("PER", 0, 1), ("LOC", 1, 2)]),
+        (["I-PER", "I-PER"], [("PER", 0, 2)]),
+        (["B-PER", "B-PER"], [("PER", 0, 1), ("PER", 1, 2)]),  # B- always starts a chunk
+        (["I-PER", "B-PER"], [("PER", 0, 1), ("PER", 1, 2)]),
+        # IOBES
+        (
+            ["S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "O", "B-ORG", "E-ORG"],
+            [("PER", 0, 1), ("LOC", 1, 4), ("LOC", 4, 5), ("ORG", 6, 8)],
+        ),
+        # IOBES, ill-formed: E- and S- end a chunk, so what follows them starts one
+        (["B-PER", "E-PER", "I-PER", "E-PER"], [("PER", 0, 2), ("PER", 2, 4)]),
+        (["S-PER", "I-PER", "E-PER", "E-PER"], [("PER", 0, 1), ("PER", 1, 3), ("PER", 3, 4)]),
+        (["E-PER", "B-PER"], [("PER", 0, 1), ("PER", 1, 2)]),
+        (["O", "O"], []),
+        ([], []),
+        (["B-FOO-BAR", "I-FOO-BAR"], [("FOO-BAR", 0, 2)]),  # the type is all after the first "-"
+    ],
+    ids=[
+        "iob2", "iob1", "o-i", "i-i-types", "b-i-types", "i-i", "b-b", "i-b",
+        "iobes", "e-i", "s-i-e-e", "e-b", "no-entities", "empty", "hyphen-in-type",
+    ],
+)
+def test_bio_spans_by_hand(tags, expected):
+    assert bio_spans(tags) == expected
+
+
+@pytest.mark.parametrize("bad", ["PER", "X-PER", "B-", "", "O-PER", "b-PER", None, 1])
+def test_bio_spans_bad_tag_raises(bad):
+    with pytest.raises(ValueError, match=rf"bio_spans: tag {re.escape(repr(bad))} at position 1 is not 'O' or"):
+        bio_spans(["O", bad])
+
+
+def test_bio_spans_str_raises():
+    with pytest.raises(TypeError, match="bio_spans: expected a sequence of tags, got the str 'B-PER'"):
+        bio_spans("B-PER")
+
+
+GOLD = [
+    ["B-PER", "I-PER", "O", "B-LOC"],  # PER 0:2, LOC 3:4
+    ["B-ORG", "I-ORG", "I-ORG", "O", "B-PER"],  # ORG 0:3, PER 4:5
+    ["O", "O", "B-LOC"],  # LOC 2:3
+]
+PREDICTED = [
+    ["B-PER", "I-PER", "O", "B-ORG"],  # PER 0:2 right; ORG 3:4 wrong type
+    ["B-ORG", "I-ORG", "O", "O", "B-PER"],  # ORG 0:2 wrong end; PER 4:5 right
+    ["O", "O", "B-LOC"],  # LOC 2:3 right
+]
+
+
+def test_span_scores_by_hand():
+    scores = span_scores(GOLD, PREDICTED)
+    assert list(scores) == ["LOC", "ORG", "PER", "overall"]
+    # LOC: 2 gold, 1 predicted, 1 right: precision 1/1, recall 1/2, F1 2 * 1 * 0.5 / 1.5 = 2/3
+    assert scores["LOC"] == pytest.approx(Scores(1.0, 0.5, 2 / 3, 2, 1, 1))
+    assert scores["ORG"] == Scores(0.0, 0.0, 0.0, 1, 2, 0)  # 1 gold, 2 predicted, none right
+    assert scores["PER"] == Scores(1.0, 1.0, 1.0, 2, 2, 2)
+    # overall: 5 gold, 5 predicted, 3 right: 3/5 each
+    assert scores["overall"] == pytest.approx(Scores(0.6, 0.6, 0.6, 5, 5, 3))
+
+
+def test_span_scores_schemes_agree():
+    # the gold entities of sentence 0, tagged IOB1 and IOBES, are all right
+    for tags in (["I-PER", "I-PER", "O", "I-LOC"], ["B-PER", "E-PER", "O", "S-LOC"]):
+        assert span_scores(GOLD[:1], [tags])["overall"] == Scores(1.0, 1.0, 1.0, 2, 2, 2)
+
+
+def test_span_scores_no_entities_and_no_predictions():
+    assert span_scores([["O", "O"], []], [["O", "O"], []]) == {"overall": Scores(0.0, 0.0, 0.0, 0, 0, 0)}
+    missed = span_scores([["B-PER", "O"]], [["O", "O"]])  # nothing predicted: precision 0, not NaN
+    assert missed == {"PER": Scores(0.0, 0.0, 0.0, 1, 0, 0), "overall": Scores(0.0, 0.0, 0.0, 1, 0, 0)}
+    invented = span_scores([["O", "O"]], [["O", "B-MISC"]])  # a type only predicted still has an entry
+    assert invented == {"MISC": Scores(0.0, 0.0, 0.0, 0, 1, 0), "overall": Scores(0.0, 0.0, 0.0, 0, 1, 0)}
+
+
+def test_span_scores_sentence_boundary_ends_spans():
+    # Joined, gold would be one PER 1:3 and the predicted B-PER B-PER two; per sentence each side
+    # has PER 1:2 in sentence 0 and PER 0:1 in sentence 1, all right.
+    scores = span_scores([["O", "B-PER"], ["I-PER", "O"]], [["O", "B-PER"], ["B-PER", "O"]])
+    assert scores["PER"] == Scores(1.0, 1.0, 1.0, 2, 2, 2)
+
+
+@pytest.mark.parametrize(
+    "gold, predicted, error, message",
+    [
+        (GOLD, PREDICTED[:2], ValueError, "span_scores: 3 gold sentences but 2 predicted"),
+        (GOLD, [*PREDICTED[:2], ["O", "O"]], ValueError, "span_scores: sentence 2 has 3 gold tags but 2 predicted"),
+        (GOLD, [PREDICTED[0], ["B-ORG", "ORG", "O", "O", "O"], PREDICTED[2]], ValueError,
+         "span_scores: predicted sentence 1: tag 'ORG' at position 1 is not"),
+        (GOLD[0], PREDICTED[0], TypeError,  # one sentence where a list of sentences belongs
+         "span_scores: gold sentence 0: expected a sequence of tags, got the str 'B-PER'"),
+    ],
+    ids=["sentences", "tags", "bad-tag", "str"],
+)
+def test_span_scores_errors(gold, predicted, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        span_scores(gold, predicted)
+
+
+TAGS = st.lists(st.sampled_from(["O"] + [f"{prefix}-{type_}" for prefix in "BIES" for type_ in ("PER", "LOC")]))
+
+
+def encode(spans, length, scheme):
+    """Tags of disjoint ordered spans in IOB1, IOB2 or IOBES."""
+    tags, previous = ["O"] * length, None
+    for type_, start, end in spans:
+        inside = ["I-" + type_] * (end - start)
+        if scheme == "IOB2" or (scheme == "IOB1" and previous == (type_, start)):
+            inside[0] = "B-" + type_
+        if scheme == "IOBES":
+            inside = ["S-" + type_] if end - start == 1 else ["B-" + type_, *inside[2:], "E-" + type_]
+        tags[start:end], previous = inside, (type_, end)
+    return tags
+
+
+@settings(max_examples=200, deadline=None)
+@given(tags=TAGS)
+def test_bio_spans_partition_the_entity_tags(tags):
+    spans = bio_spans(tags)
+    covered = []
+    for type_, start, end in spans:  # in order, disjoint, in bounds, one type each
+        assert (covered[-1] if covered else -1) < start < end <= len(tags)
+        assert all(tag[2:] == type_ for tag in tags[start:end])
+        covered += range(start, end)
+    assert covered == [i for i, tag in enumerate(tags) if tag != "O"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(tags=TAGS)
+def test_bio_spans_round_trip(tags):
+    spans = bio_spans(tags)
+    for scheme in ("IOB1", "IOB2", "IOBES"):
+        assert bio_spans(encode(spans, len(tags), scheme)) == spans, scheme
+
+
+@settings(max_examples=100, deadline=None)
+@given(sentences=st.lists(TAGS, max_size=4))
+def test_span_scores_of_gold_against_itself(sentences):
+    for type_, scores in span_scores(sentences, sentences).items():
+        assert scores.gold == scores.predicted == scores.correct
+        assert scores.f1 == (1.0 if scores.gold else 0.0), type_
+    assert span_scores(sentences, sentences)["overall"].gold == sum(len(bio_spans(tags)) for tags in sentences)
+
+
+# Binary precision/recall/F1: gold has 3 positives, predicted 3, of which 2 are right: 2/3 each.
+BINARY_GOLD = [[1, 0, 1], [1, 0, 0]]
+BINARY_PREDICTED = [[1, 1, 0], [1, 0, 0]]
+TWO_THIRDS = Scores(2 / 3, 2 / 3, 2 / 3, 3, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "gold, predicted",
+    [
+        (np.array(BINARY_GOLD), np.array(BINARY_PREDICTED)),
+        (jnp.array(BINARY_GOLD), jnp.array(BINARY_PREDICTED, bool)),
+        (np.array(BINARY_GOLD).ravel().tolist(), np.array(BINARY_PREDICTED).ravel().tolist()),
+        ([[1, 0, 1, 1], [0, 0]], [[1, 1, 0, 1], [0, 0]]),  # ragged sentences
+        ([[1, 0, 1, 1], [0, 0]], [jnp.array([1, 1, 0, 1]), np.array([False, False])]),
+    ],
+    ids=["numpy", "jax-bool", "flat-list", "ragged", "ragged-mixed"],
+)
+def test_binary_scores_by_hand(gold, predicted):
+    assert binary_scores(gold, predicted) == pytest.approx(TWO_THIRDS)
+
+
+def test_binary_scores_without_positives():
+    assert binary_scores(np.zeros(3), np.zeros(3)) == Scores(0.0, 0.0, 0.0, 0, 0, 0)
+    assert binary_scores([1, 1], [0, 0]) == Scores(0.0, 0.0, 0.0, 2, 0, 0)
+    assert binary_scores([], []) == Scores(0.0, 0.0, 0.0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "gold, predicted, message",
+    [
+        (np.zeros((2, 3)), np.zeros((3, 2)), "binary_scores: gold of shape (2, 3) but predicted of shape (3, 2)"),
+        ([[1, 0], [1]], [[1, 0]], "binary_scores: 2 gold sentences but 1 predicted"),
+        (
+            [[1, 0], [1]],
+            [[1, 0], [1, 0]],
+            "binary_scores: sentence 1 has gold of shape (1,) but predicted of shape (2,)",
+        ),
+        ([1, 0], [2, 0], "binary_scores: predicted labels must be 0/1 or bool, got values [0 2]"),
+    ],
+    ids=["shape", "sentences", "sentence-length", "not-binary"],
+)
+def test_binary_scores_errors(gold, predicted, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        binary_scores(gold, predicted)

@@ -229,6 +229,9 @@ def pad_batch(
     tokens: its first ones with ``keep="start"`` (classification: the opening of a
     sentence), its last ones with ``keep="end"``. Padding (``pad_id``) goes at the
     end of each row; ``lengths`` counts the tokens kept.
+
+    A token may also be a fixed-size vector of ids (a word id and its characters'
+    ids, say): sequences of (L, *K) give ids of (N, T, *K).
     """
     if keep not in ("start", "end"):
         raise ValueError(f"keep must be 'start' or 'end', got {keep!r}")
@@ -236,11 +239,20 @@ def pad_batch(
         _check_tokens(sequence, "each sequence")
     sizes = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
     steps = int(sizes.max(initial=0)) if length is None else _check_positive(length, "length")
-    ids = np.full((len(sizes), steps), pad_id, dtype=np.int32)
+    token_shape = np.shape(next((sequence[0] for sequence in sequences if len(sequence)), 0))
+    ids = np.full((len(sizes), steps, *token_shape), pad_id, dtype=np.int32)
     lengths = np.minimum(sizes, steps).astype(np.int32)
     for row, (sequence, kept) in enumerate(zip(sequences, lengths)):
+        if kept == 0:
+            continue
         begin = 0 if keep == "start" else len(sequence) - kept
-        ids[row, :kept] = sequence[begin : begin + kept]
+        tokens = np.asarray(sequence[begin : begin + kept])
+        if tokens.shape[1:] != token_shape:
+            raise ValueError(
+                f"every token must have the shape of the first one, {token_shape}; sequence {row} has "
+                f"tokens of shape {tokens.shape[1:]}"
+            )
+        ids[row, :kept] = tokens
     return ids, lengths
 
 
@@ -373,7 +385,8 @@ def bucket_examples(
     """Group id sequences by length into buckets padded to ``boundaries`` (see :class:`Buckets`).
 
     Args:
-      sequences: N token-id sequences; they become ``"x"`` and ``"lengths"``.
+      sequences: N token-id sequences (or sequences of id vectors, as :func:`pad_batch`
+        takes); they become ``"x"`` and ``"lengths"``.
       boundaries: increasing padded lengths (:func:`bucket_lengths`). A sequence
         longer than the last is cut to it (``keep`` as in :func:`pad_batch`).
       columns: one value per example (class labels ``"y"`` (N,), ...): arrays

@@ -1,0 +1,345 @@
+"""Lecture section 3's running example: which words of a text are people's last names (CoNLL-2003)?
+
+Machine learning against deep learning. First, features a person designed (is the
+previous word a title such as "Mr", is the word capitalised, is the previous one...:
+jaxdl.data.tagging.FEATURES) feed one logistic unit, the perceptron with a smooth
+threshold, trained by gradient descent. Then a network designs its own features: word
+embeddings beside a character CNN, a 2-layer bidirectional LSTM, and a softmax over the
+named-entity tags of every token (people, organisations, locations, miscellaneous, in
+BIO form); the last word of each person it finds is a last name. The gold last names are
+the last words of CoNLL's PER spans (jaxdl.data.tagging.last_name_labels says the rule
+and its limits). Both are scored on the dev and test sets: last-name precision, recall
+and F1 per token, and the tagger's entity F1 (exact spans, as CoNLL's conlleval).
+
+    python experiments/last_names.py                           # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/last_names.py tag "Yesterday Mr. John Doe met Jane Smith in Paris."
+    echo "Smith told Reuters on Monday ." | python experiments/last_names.py tag -
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdl import experiment, viz
+from jaxdl.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from jaxdl.compiler import jit
+from jaxdl.data import DataError, label_names, load_text_dataset
+from jaxdl.data.tagging import (
+    FEATURES,
+    encode_tokens,
+    last_name_labels,
+    marked_text,
+    token_features,
+    word_form,
+)
+from jaxdl.data.text import Buckets, Vocabulary, VocabularyError, bucket_examples, pad_batch, tokenize_words
+from jaxdl.layers import count_params
+from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
+from jaxdl.metrics import Scores, binary_scores, span_scores
+from jaxdl.models import CELLS, logistic_unit, tagger
+from jaxdl.tables import format_table
+from jaxdl.train import FitResult, TrainState, fit, make_train_step, predict
+
+MODEL_FLAGS = ("embed", "char_embed", "char_features", "char_width", "hidden", "cell", "layers", "dropout", "word_dropout")
+BASELINE = {"epochs": 3, "batch_size": 256, "lr": 0.05}  # logistic regression converges in a few epochs
+
+
+def parse_args(argv):
+    parser = experiment.experiment_parser(
+        __doc__.split("\n\n")[0], out="runs/last_names", epochs=12, batch_size=32, lr=2e-3, data=True
+    )
+    parser.epilog = ('Then "last_names.py tag TEXT" marks the people, their last names and the other entities '
+                     "of TEXT with the saved networks (last_names.py tag --help).")
+    parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
+    parser.add_argument("--layers", type=experiment.positive_int, default=2, help="stacked bidirectional layers")
+    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
+    parser.add_argument("--embed", type=experiment.positive_int, default=100, help="word vector size")
+    parser.add_argument("--char-embed", type=experiment.positive_int, default=30, help="character vector size")
+    parser.add_argument("--char-features", type=experiment.positive_int, default=50,
+                        help="character CNN filters: features of each word's spelling")
+    parser.add_argument("--char-width", type=experiment.positive_int, default=3, help="characters each filter sees")
+    parser.add_argument("--max-chars", type=experiment.positive_int, default=16,
+                        help="characters read of each word (its first ones)")
+    parser.add_argument("--dropout", type=float, default=0.3, help="dropout on word vectors, between layers and on states")
+    parser.add_argument("--word-dropout", type=float, default=0.05,
+                        help="while training, replace each word id by <unk> with this probability")
+    parser.add_argument("--min-count", type=experiment.positive_int, default=2,
+                        help="word forms seen fewer times in training become <unk> (their characters stay), so the "
+                        "network learns to tag words it has never seen")
+    parser.add_argument("--buckets", type=experiment.increasing_ints, default=(8, 16, 32, 48),
+                        help="sentence lengths that batches are padded to, one compiled step each; one more bucket "
+                        "holds the longest sentences")
+    parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
+                        help="train on the first N training sentences only (a quick run); default: all")
+    args = parser.parse_args(argv)
+    for flag in ("dropout", "word_dropout"):
+        if not 0.0 <= getattr(args, flag) < 1.0:
+            parser.error(f"--{flag.replace('_', '-')} is a probability of dropping, in [0, 1); got {getattr(args, flag)}")
+    return parser, args
+
+
+def parse_tag_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="last_names.py tag", description="Mark people (last names between stars) and other entities in text, "
+        "with the networks a training run saved.",
+    )
+    parser.add_argument("text", nargs="+", help="text to tag (- reads lines from stdin)")
+    parser.add_argument("--out", type=Path, default=Path("runs/last_names"), help="the training run's folder")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- data
+def load_split(split: str, args) -> dict:
+    """The sentences of a CoNLL-2003 split: tokens and NER tags, lists of str per sentence."""
+    try:
+        data = load_text_dataset("conll2003", split, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    return {"tokens": [list(t) for t in data["tokens"]], "ner": [list(t) for t in data["ner"]]}
+
+
+def describe(name: str, split: dict) -> str:
+    tokens = sum(len(t) for t in split["tokens"])
+    last_names = sum(sum(last_name_labels(tags)) for tags in split["ner"])
+    return f"{name}: {len(split['tokens']):,} sentences, {tokens:,} tokens, {last_names:,} last names"
+
+
+# ----------------------------------------------------------------- hand-made features
+def feature_arrays(split: dict) -> dict[str, np.ndarray]:
+    """Every token of a split as a row of FEATURES, ``"x"`` (N, F), and whether it is a last name, ``"y"`` (N,)."""
+    return {
+        "x": np.concatenate([token_features(tokens) for tokens in split["tokens"]]),
+        "y": np.concatenate([last_name_labels(tags) for tags in split["ner"]]).astype(np.int32),
+    }
+
+
+def train_baseline(train: dict, args, checkpoints: Path) -> tuple[FitResult, float]:
+    """The logistic unit on the hand-made features of every training token, and the
+    threshold on its logit that gives the best F1 on those tokens (last names are 3% of
+    them: at P = 0.5 the unit would hardly ever say "last name")."""
+    data = feature_arrays(train)
+    model = logistic_unit()
+    init_key, state_key = jax.random.split(jax.random.key(args.seed))
+    _, params = model.init(init_key, (-1, len(FEATURES)))
+    optimizer = optax.adam(BASELINE["lr"])
+    result = fit(
+        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, binary_cross_entropy, optimizer),
+        data, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"], steps_per_call=100,
+        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
+        config={"features": list(FEATURES), **BASELINE, "seed": args.seed},
+    )
+    logits = predict(model.apply, result.state.params, data["x"], 4096)[:, 0]
+    return result, best_threshold(logits, data["y"])
+
+
+def best_threshold(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The cut between two distinct ``logits`` (N,) above which calling every item positive
+    gives the best F1 against 0/1 ``labels`` (N,)."""
+    order = np.argsort(-logits, kind="stable")
+    ranked, hits = logits[order], np.cumsum(labels[order])
+    f1 = 2 * hits / (np.arange(1, len(ranked) + 1) + labels.sum())  # predicting the first k positive
+    cut_after = np.append(ranked[1:] < ranked[:-1], True)  # never split equal logits
+    k = int(np.argmax(np.where(cut_after, f1, -1.0)))
+    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] - 1)
+
+
+def baseline_last_names(params, threshold: float, sentences: list[list[str]]) -> list[list[int]]:
+    """1 where the logistic unit's logit passes ``threshold``, per token of each sentence."""
+    features = np.concatenate([token_features(tokens) for tokens in sentences])
+    logits = predict(logistic_unit().apply, params, features, 4096)[:, 0]
+    ends = np.cumsum([len(tokens) for tokens in sentences])[:-1]
+    return [list((part > threshold).astype(int)) for part in np.split(logits, ends)]
+
+
+# --------------------------------------------------------------------- the tagger
+def token_rows(split: dict, words: Vocabulary, chars: Vocabulary, max_chars: int) -> list[np.ndarray]:
+    return [encode_tokens(tokens, words, chars, max_chars) for tokens in split["tokens"]]
+
+
+def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries) -> Buckets:
+    tag_ids = {tag: i for i, tag in enumerate(tags)}
+    return bucket_examples(rows, boundaries, token_columns={"y": [[tag_ids[t] for t in s] for s in split["ner"]]})
+
+
+def make_tag_fn(model, tags: list[str]):
+    """``tag(params, data: Buckets) -> tags of each sentence`` (lists of str, in input order)."""
+    best = jit(lambda params, x: jnp.argmax(model.apply(params, x), axis=-1))
+
+    def tag(params, data: Buckets) -> list[list[str]]:
+        found: list = [None] * data.size
+        for batch in data.eval_batches(256):
+            ids = np.asarray(best(params, batch["x"]))
+            for row, index, length in zip(ids, batch["index"], batch["lengths"]):
+                if index >= 0:
+                    found[index] = [tags[i] for i in row[:length]]
+        return found
+
+    return tag
+
+
+def build_tagger(settings: dict, words: Vocabulary, chars: Vocabulary, tags: list[str]):
+    return tagger(len(words), len(chars), len(tags), **{name: settings[name] for name in MODEL_FLAGS})
+
+
+def scores_table(baseline: dict[str, Scores], network: dict[str, Scores]) -> str:
+    rows = []
+    for split in baseline:
+        for measure in ("precision", "recall", "f1"):
+            rows.append((split, measure, f"{getattr(baseline[split], measure):.2%}",
+                         f"{getattr(network[split], measure):.2%}"))
+    return format_table(
+        ("last names", "", "hand-made features + logistic unit", "learned features (BiLSTM tagger)"), rows, right=(2, 3)
+    )
+
+
+def entity_table(entities: dict[str, dict[str, Scores]]) -> str:
+    kinds = sorted(set(entities["test"]) - {"overall"}) + ["overall"]
+    return format_table(
+        ("entity", "dev F1", "test precision", "test recall", "test F1"),
+        [(kind, f"{entities['dev'][kind].f1:.2%}", f"{entities['test'][kind].precision:.2%}",
+          f"{entities['test'][kind].recall:.2%}", f"{entities['test'][kind].f1:.2%}") for kind in kinds],
+        right=range(1, 5),
+    )
+
+
+def train(args, checkpoints: Path) -> dict:
+    began = time.perf_counter()
+    limit = f"[:{args.train_examples}]" if args.train_examples else ""
+    splits = {name: load_split(split, args) for name, split in (("train", f"train{limit}"), ("dev", "dev"), ("test", "test"))}
+    for name, split in splits.items():
+        print(describe(name, split))
+
+    print(f"\n1. Hand-made features ({', '.join(FEATURES)}) -> one logistic unit")
+    baseline, threshold = train_baseline(splits["train"], args, checkpoints / "baseline")
+    atomic_write(args.out / "baseline.json", json.dumps({"threshold": threshold}).encode())
+    weights = baseline.state.params["unit"]["w"][:, 0]
+    print(format_table(("feature", "weight"), [(f, f"{w:+.2f}") for f, w in zip(FEATURES, weights)], right=(1,)))
+    print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum passes "
+          f"{threshold:+.2f} (P = {1 / (1 + np.exp(-threshold)):.2f}), the best F1 on the training tokens")
+    gold = {name: [last_name_labels(tags) for tags in splits[name]["ner"]] for name in ("dev", "test")}
+    baseline_scores = {
+        name: binary_scores(gold[name], baseline_last_names(baseline.state.params, threshold, splits[name]["tokens"])) for name in gold
+    }
+
+    print("\n2. A BiLSTM tagger learns its own features from words and their characters")
+    tags = label_names("conll2003", data_dir=args.data_dir)["ner"]
+    words_path, chars_path = args.out / "words.json", args.out / "chars.json"
+    if args.resume and words_path.exists() and chars_path.exists():
+        words, chars = Vocabulary.load(words_path), Vocabulary.load(chars_path)
+    else:
+        words = Vocabulary.build(
+            ([word_form(t) for t in tokens] for tokens in splits["train"]["tokens"]), min_count=args.min_count
+        )
+        chars = Vocabulary.build(list(token) for tokens in splits["train"]["tokens"] for token in tokens)
+        words.save(words_path)
+        chars.save(chars_path)
+    longest = max(len(tokens) for split in splits.values() for tokens in split["tokens"])
+    boundaries = (*(b for b in args.buckets if b < longest), -(-longest // 8) * 8)
+    data = {
+        name: tagger_data(split, token_rows(split, words, chars, args.max_chars), tags, boundaries)
+        for name, split in splits.items()
+    }
+    model = build_tagger(vars(args), words, chars, tags)
+    _, params = model.init(jax.random.key(args.seed), (-1, boundaries[-1], 1 + args.max_chars))
+    print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
+          f"length buckets {boundaries}")
+    tag = make_tag_fn(model, tags)
+
+    def score_dev(state, record):
+        entities = span_scores(splits["dev"]["ner"], tag(state.params, data["dev"]))
+        record.update(val_f1=entities["overall"].f1, val_per_f1=entities["PER"].f1)
+
+    steps = args.epochs * data["train"].steps_per_epoch(args.batch_size)
+    optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
+    result = fit(
+        TrainState.create(params, optimizer, jax.random.fold_in(jax.random.key(args.seed), 1)),
+        make_train_step(model.apply, softmax_cross_entropy, optimizer), data["train"],
+        epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints / "tagger", resume=args.resume,
+        progress=args.progress, callbacks=[score_dev],
+        config={**experiment.run_config(args), "tags": tags, "boundaries": list(boundaries)},
+    )
+    print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
+
+    entities, network_scores = {}, {}
+    for name in ("dev", "test"):
+        predicted = tag(result.state.params, data[name])
+        entities[name] = span_scores(splits[name]["ner"], predicted)
+        network_scores[name] = binary_scores(gold[name], [last_name_labels(p) for p in predicted])
+    print("\nLast names, token by token: the lecture's comparison")
+    print(scores_table(baseline_scores, network_scores))
+    print("\nThe tagger's entities (exact spans, as CoNLL's conlleval)")
+    print(entity_table(entities))
+
+    metrics = {
+        "test_last_name_f1": round(network_scores["test"].f1, 4),
+        "test_per_f1": round(entities["test"]["PER"].f1, 4),
+        "test_f1": round(entities["test"]["overall"].f1, 4),
+        "dev_f1": round(entities["dev"]["overall"].f1, 4),
+        "dev_last_name_f1": round(network_scores["dev"].f1, 4),
+        "dev_per_f1": round(entities["dev"]["PER"].f1, 4),
+        "baseline_test_last_name_f1": round(baseline_scores["test"].f1, 4),
+        "baseline_dev_last_name_f1": round(baseline_scores["dev"].f1, 4),
+        "test_entity_f1": {kind: round(s.f1, 4) for kind, s in entities["test"].items()},
+        "train_time_s": round(result.train_time_s, 2),
+        "baseline_train_time_s": round(baseline.train_time_s, 2),
+        "compile_time_s": round(result.compile_time_s, 2),
+        "epochs": args.epochs,
+        "total_time_s": round(time.perf_counter() - began, 2),
+    }
+    viz.plot_history(result.history, "f1", args.out / "dev_f1.png", title="CoNLL-2003: dev entity F1 per epoch")
+    viz.plot_history(result.history, "loss", args.out / "loss.png", title="CoNLL-2003: training loss")
+    path = experiment.write_metrics(args.out, metrics)
+    print(f"\nwrote {path}, plots, words.json and chars.json to {args.out}")
+    return metrics
+
+
+# ------------------------------------------------------------------------ tagging text
+def run_tag(argv) -> list[dict]:
+    """Tag each text of ``tag TEXT...`` with the saved tagger (and the baseline's last names)."""
+    args = parse_tag_args(argv)
+    texts = [line.strip() for t in args.text for line in (sys.stdin if t == "-" else [t]) if line.strip()]
+    if not texts:
+        sys.exit("error: tag got no text")
+    try:
+        words, chars = Vocabulary.load(args.out / "words.json"), Vocabulary.load(args.out / "chars.json")
+        network = load_checkpoint(args.out / "checkpoints" / "tagger")
+        baseline = load_checkpoint(args.out / "checkpoints" / "baseline")
+        threshold = json.loads((args.out / "baseline.json").read_text())["threshold"]
+    except (VocabularyError, CheckpointError, OSError, ValueError, KeyError) as error:
+        sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
+    settings, tags = network.config, network.config["tags"]
+    model = build_tagger(settings, words, chars, tags)
+    results = []
+    for text in texts:
+        tokens = tokenize_words(text)
+        if not tokens:
+            sys.exit(f"error: {text!r} holds no words to tag")
+        rows, _ = pad_batch([encode_tokens(tokens, words, chars, settings["max_chars"])])
+        predicted = [tags[i] for i in np.asarray(jnp.argmax(model.apply(network.state["params"], rows), -1))[0]]
+        guessed = baseline_last_names(baseline.state["params"], threshold, [tokens])[0]
+        by_features = [token for token, flag in zip(tokens, guessed) if flag]
+        print(f"network:  {marked_text(tokens, predicted)}")
+        print(f"features: last names {', '.join(by_features) or '(none)'}")
+        results.append({"tokens": tokens, "tags": predicted, "baseline_last_names": by_features})
+    return results
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tag"]:
+        return run_tag(argv[1:])
+    parser, args = parse_args(argv)
+    return train(args, experiment.checkpoint_dir(args, parser))
+
+
+if __name__ == "__main__":
+    main()
