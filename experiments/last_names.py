@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -39,10 +38,16 @@ from jaxdl.data.tagging import (
     last_name_labels,
     marked_text,
     token_features,
+    tokenize_news,
     word_form,
 )
-from jaxdl.data.text import Buckets, Vocabulary, VocabularyError, bucket_examples, pad_batch, tokenize_words
-from jaxdl.layers import count_params
+from jaxdl.data.text import (
+    Buckets,
+    Vocabulary,
+    VocabularyError,
+    bucket_examples,
+)
+from jaxdl.layers import abstract_init, count_params
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import Scores, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
@@ -55,16 +60,17 @@ BASELINE = {"epochs": 3, "batch_size": 256, "lr": 0.05}  # logistic regression c
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/last_names", epochs=12, batch_size=32, lr=2e-3, data=True
+        __doc__.split("\n\n")[0], out="runs/last_names", epochs=12, batch_size=32, lr=2e-3, data=True,
+        ensemble=True,
     )
     parser.epilog = ('Then "last_names.py tag TEXT" marks the people, their last names and the other entities '
                      "of TEXT with the saved networks (last_names.py tag --help).")
     parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
     parser.add_argument("--layers", type=experiment.positive_int, default=2, help="stacked bidirectional layers")
-    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
+    parser.add_argument("--hidden", type=experiment.positive_int, default=200, help="state size of each direction")
     parser.add_argument("--embed", type=experiment.positive_int, default=100, help="word vector size")
     parser.add_argument("--char-embed", type=experiment.positive_int, default=30, help="character vector size")
-    parser.add_argument("--char-features", type=experiment.positive_int, default=50,
+    parser.add_argument("--char-features", type=experiment.positive_int, default=100,
                         help="character CNN filters: features of each word's spelling")
     parser.add_argument("--char-width", type=experiment.positive_int, default=3, help="characters each filter sees")
     parser.add_argument("--max-chars", type=experiment.positive_int, default=16,
@@ -171,19 +177,38 @@ def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries
 
 
 def make_tag_fn(model, tags: list[str]):
-    """``tag(params, data: Buckets) -> tags of each sentence`` (lists of str, in input order)."""
-    best = jit(lambda params, x: jnp.argmax(model.apply(params, x), axis=-1))
+    """``tag(members, data: Buckets) -> tags of each sentence`` (lists of str, in input order):
+    the most probable tag of each token, by the probabilities of the networks whose params
+    are ``members``, averaged."""
+    probabilities = jit(lambda params, x: jax.nn.softmax(model.apply(params, x)))
 
-    def tag(params, data: Buckets) -> list[list[str]]:
+    def tag(members: list, data: Buckets) -> list[list[str]]:
         found: list = [None] * data.size
         for batch in data.eval_batches(256):
-            ids = np.asarray(best(params, batch["x"]))
+            ids = np.asarray(sum(probabilities(params, batch["x"]) for params in members).argmax(-1))
             for row, index, length in zip(ids, batch["index"], batch["lengths"]):
                 if index >= 0:
                     found[index] = [tags[i] for i in row[:length]]
         return found
 
     return tag
+
+
+def train_tagger(model, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback) -> FitResult:
+    """One tagger from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+    init_key, state_key = jax.random.split(jax.random.key(seed))
+    _, params = model.init(init_key, (-1, data.boundaries[-1], data.arrays[0]["x"].shape[-1]))
+    steps = args.epochs * data.steps_per_epoch(args.batch_size)
+    optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
+    result = fit(
+        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints, resume=args.resume,
+        progress=args.progress, callbacks=[callback],
+        config={**{k: v for k, v in experiment.run_config(args).items() if k != "ensemble"}, "seed": seed,
+                "tags": tags, "boundaries": list(data.boundaries)},
+    )
+    print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
+    return result
 
 
 def build_tagger(settings: dict, words: Vocabulary, chars: Vocabulary, tags: list[str]):
@@ -249,29 +274,25 @@ def train(args, checkpoints: Path) -> dict:
         for name, split in splits.items()
     }
     model = build_tagger(vars(args), words, chars, tags)
-    _, params = model.init(jax.random.key(args.seed), (-1, boundaries[-1], 1 + args.max_chars))
+    _, params = abstract_init(model, (-1, boundaries[-1], 1 + args.max_chars))
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
     tag = make_tag_fn(model, tags)
 
     def score_dev(state, record):
-        entities = span_scores(splits["dev"]["ner"], tag(state.params, data["dev"]))
+        entities = span_scores(splits["dev"]["ner"], tag([state.params], data["dev"]))
         record.update(val_f1=entities["overall"].f1, val_per_f1=entities["PER"].f1)
 
-    steps = args.epochs * data["train"].steps_per_epoch(args.batch_size)
-    optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
-    result = fit(
-        TrainState.create(params, optimizer, jax.random.fold_in(jax.random.key(args.seed), 1)),
-        make_train_step(model.apply, softmax_cross_entropy, optimizer), data["train"],
-        epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints / "tagger", resume=args.resume,
-        progress=args.progress, callbacks=[score_dev],
-        config={**experiment.run_config(args), "tags": tags, "boundaries": list(boundaries)},
-    )
-    print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
+    results = []
+    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints / "tagger")):
+        if args.ensemble > 1:
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
+        results.append(train_tagger(model, tags, data["train"], args, seed, folder, score_dev))
+    members = [result.state.params for result in results]
 
     entities, network_scores = {}, {}
     for name in ("dev", "test"):
-        predicted = tag(result.state.params, data[name])
+        predicted = tag(members, data[name])
         entities[name] = span_scores(splits[name]["ner"], predicted)
         network_scores[name] = binary_scores(gold[name], [last_name_labels(p) for p in predicted])
     print("\nLast names, token by token: the lecture's comparison")
@@ -289,14 +310,15 @@ def train(args, checkpoints: Path) -> dict:
         "baseline_test_last_name_f1": round(baseline_scores["test"].f1, 4),
         "baseline_dev_last_name_f1": round(baseline_scores["dev"].f1, 4),
         "test_entity_f1": {kind: round(s.f1, 4) for kind, s in entities["test"].items()},
-        "train_time_s": round(result.train_time_s, 2),
+        "train_time_s": round(sum(result.train_time_s for result in results), 2),
         "baseline_train_time_s": round(baseline.train_time_s, 2),
-        "compile_time_s": round(result.compile_time_s, 2),
+        "compile_time_s": round(results[0].compile_time_s, 2),
+        "networks": len(results),
         "epochs": args.epochs,
         "total_time_s": round(time.perf_counter() - began, 2),
     }
-    viz.plot_history(result.history, "f1", args.out / "dev_f1.png", title="CoNLL-2003: dev entity F1 per epoch")
-    viz.plot_history(result.history, "loss", args.out / "loss.png", title="CoNLL-2003: training loss")
+    viz.plot_history(results[0].history, "f1", args.out / "dev_f1.png", title="CoNLL-2003: dev entity F1 per epoch")
+    viz.plot_history(results[0].history, "loss", args.out / "loss.png", title="CoNLL-2003: training loss")
     path = experiment.write_metrics(args.out, metrics)
     print(f"\nwrote {path}, plots, words.json and chars.json to {args.out}")
     return metrics
@@ -311,20 +333,22 @@ def run_tag(argv) -> list[dict]:
         sys.exit("error: tag got no text")
     try:
         words, chars = Vocabulary.load(args.out / "words.json"), Vocabulary.load(args.out / "chars.json")
-        network = load_checkpoint(args.out / "checkpoints" / "tagger")
+        networks = [load_checkpoint(folder) for folder in experiment.saved_members(args.out / "checkpoints" / "tagger")]
         baseline = load_checkpoint(args.out / "checkpoints" / "baseline")
         threshold = json.loads((args.out / "baseline.json").read_text())["threshold"]
     except (VocabularyError, CheckpointError, OSError, ValueError, KeyError) as error:
         sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
-    settings, tags = network.config, network.config["tags"]
+    settings, tags = networks[0].config, networks[0].config["tags"]
     model = build_tagger(settings, words, chars, tags)
+    tag = make_tag_fn(model, tags)
+    members = [network.state["params"] for network in networks]
     results = []
     for text in texts:
-        tokens = tokenize_words(text)
+        tokens = tokenize_news(text)
         if not tokens:
             sys.exit(f"error: {text!r} holds no words to tag")
-        rows, _ = pad_batch([encode_tokens(tokens, words, chars, settings["max_chars"])])
-        predicted = [tags[i] for i in np.asarray(jnp.argmax(model.apply(network.state["params"], rows), -1))[0]]
+        rows = [encode_tokens(tokens, words, chars, settings["max_chars"])]
+        (predicted,) = tag(members, bucket_examples(rows, (len(tokens),)))
         guessed = baseline_last_names(baseline.state["params"], threshold, [tokens])[0]
         by_features = [token for token, flag in zip(tokens, guessed) if flag]
         print(f"network:  {marked_text(tokens, predicted)}")

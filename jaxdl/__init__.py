@@ -12,6 +12,7 @@ from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from jaxdl.compiler import jit
 from jaxdl.layers import (
     AvgPool,
+    CharCNN,
     Conv,
     Dense,
     Dropout,
@@ -38,9 +39,9 @@ from jaxdl.layers import (
     summary,
 )
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
-from jaxdl.metrics import accuracy, confusion_matrix
+from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_matrix, span_scores
 from jaxdl.data import DataError, load_image_classification
-from jaxdl.models import cnn, mlp, perceptron
+from jaxdl.models import cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 from jaxdl.train import (
     EarlyStopping,

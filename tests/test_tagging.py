@@ -11,6 +11,7 @@ from jaxdl.data.tagging import (
     last_name_labels,
     marked_text,
     token_features,
+    tokenize_news,
     word_form,
 )
 from jaxdl.data.text import PAD_ID, UNK_ID, Vocabulary
@@ -93,3 +94,18 @@ def test_marked_text_brackets_entities_and_stars_last_names():
     assert marked_text(tokens, tags) == "Yesterday Mr. [John *Doe*]PER met [*Smith*]PER in [Paris]LOC ."
     with pytest.raises(ValueError, match="2 tokens but 1 tags"):
         marked_text(["a", "b"], ["O"])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Yesterday Mr. John Doe met Jane Smith in Paris.",
+         ["Yesterday", "Mr.", "John", "Doe", "met", "Jane", "Smith", "in", "Paris", "."]),
+        ("J. R. Ewing flew to the U.S. on Monday.", ["J.", "R.", "Ewing", "flew", "to", "the", "U.S.", "on", "Monday", "."]),
+        ("He met the president.", ["He", "met", "the", "president", "."]),  # a lower-case title ends the sentence
+        ("Dr. Okonkwo-Baptiste's view", ["Dr.", "Okonkwo-Baptiste", "'s", "view"]),
+        ("", []),
+    ],
+)
+def test_tokenize_news_splits_as_conll(text, expected):
+    assert tokenize_news(text) == expected

@@ -9,11 +9,12 @@ from the words and their characters (:func:`encode_tokens`, :func:`jaxdl.models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from jaxdl.data.text import PAD_ID, Vocabulary
+from jaxdl.data.text import PAD_ID, Vocabulary, tokenize_words
 from jaxdl.metrics import bio_spans
 
 TITLES = frozenset({
@@ -58,6 +59,25 @@ def _is_title(token: str) -> bool:
 
 def _capitalised(token: str) -> bool:
     return token[:1].isupper()
+
+
+_ABBREVIATION = re.compile(r"[A-Za-z](?:\.[A-Za-z])*")  # an initial (J) or letters with inner periods (U.S)
+
+
+def tokenize_news(text: str) -> list[str]:
+    """The tokens of raw text as CoNLL-2003 splits news: :func:`~jaxdl.data.text.tokenize_words`
+    (case kept), with the period of a capitalised title, an initial or an abbreviation kept
+    on it ("Mr.", "J.", "U.S."; but "the president ." at the end of a sentence), and a
+    possessive split off ("Smith 's")."""
+    tokens: list[str] = []
+    for token in tokenize_words(text):
+        if token == "." and tokens and (_ABBREVIATION.fullmatch(tokens[-1]) or _is_title(tokens[-1]) and _capitalised(tokens[-1])):
+            tokens[-1] += "."
+        elif len(token) > 2 and token[-2:] in ("'s", "’s"):
+            tokens += [token[:-2], token[-2:]]
+        else:
+            tokens.append(token)
+    return tokens
 
 
 def token_features(tokens: Sequence[str]) -> np.ndarray:
