@@ -49,7 +49,7 @@ from jaxdl.data.text import (
 )
 from jaxdl.layers import abstract_init, count_params
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
-from jaxdl.metrics import Scores, binary_scores, span_scores
+from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
 from jaxdl.tables import format_table
 from jaxdl.train import FitResult, TrainState, fit, make_train_step, predict
@@ -75,8 +75,8 @@ def parse_args(argv):
     parser.add_argument("--char-width", type=experiment.positive_int, default=3, help="characters each filter sees")
     parser.add_argument("--max-chars", type=experiment.positive_int, default=16,
                         help="characters read of each word (its first ones)")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout on word vectors, between layers and on states")
-    parser.add_argument("--word-dropout", type=float, default=0.05,
+    parser.add_argument("--dropout", type=experiment.probability, default=0.3, help="dropout on word vectors, between layers and on states")
+    parser.add_argument("--word-dropout", type=experiment.probability, default=0.05,
                         help="while training, replace each word id by <unk> with this probability")
     parser.add_argument("--min-count", type=experiment.positive_int, default=2,
                         help="word forms seen fewer times in training become <unk> (their characters stay), so the "
@@ -86,11 +86,7 @@ def parse_args(argv):
                         "holds the longest sentences")
     parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                         help="train on the first N training sentences only (a quick run); default: all")
-    args = parser.parse_args(argv)
-    for flag in ("dropout", "word_dropout"):
-        if not 0.0 <= getattr(args, flag) < 1.0:
-            parser.error(f"--{flag.replace('_', '-')} is a probability of dropping, in [0, 1); got {getattr(args, flag)}")
-    return parser, args
+    return parser, parser.parse_args(argv)
 
 
 def parse_tag_args(argv):
@@ -114,16 +110,22 @@ def load_split(split: str, args) -> dict:
 
 
 def describe(name: str, split: dict) -> str:
+    """One line of counts: sentences, tokens, last names."""
     tokens = sum(len(t) for t in split["tokens"])
     last_names = sum(sum(last_name_labels(tags)) for tags in split["ner"])
     return f"{name}: {len(split['tokens']):,} sentences, {tokens:,} tokens, {last_names:,} last names"
 
 
 # ----------------------------------------------------------------- hand-made features
+def features_of(sentences: list[list[str]]) -> np.ndarray:
+    """The FEATURES of every token of ``sentences``, one after the other: (tokens, F)."""
+    return np.concatenate([token_features(tokens) for tokens in sentences])
+
+
 def feature_arrays(split: dict) -> dict[str, np.ndarray]:
     """Every token of a split as a row of FEATURES, ``"x"`` (N, F), and whether it is a last name, ``"y"`` (N,)."""
     return {
-        "x": np.concatenate([token_features(tokens) for tokens in split["tokens"]]),
+        "x": features_of(split["tokens"]),
         "y": np.concatenate([last_name_labels(tags) for tags in split["ner"]]).astype(np.int32),
     }
 
@@ -141,37 +143,32 @@ def train_baseline(train: dict, args, checkpoints: Path) -> tuple[FitResult, flo
         TrainState.create(params, optimizer, state_key), make_train_step(model.apply, binary_cross_entropy, optimizer),
         data, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"], steps_per_call=100,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={"features": list(FEATURES), **BASELINE, "seed": args.seed},
+        config={"features": list(FEATURES), **BASELINE, "seed": args.seed, "train_examples": args.train_examples},
     )
     logits = predict(model.apply, result.state.params, data["x"], 4096)[:, 0]
-    return result, best_threshold(logits, data["y"])
-
-
-def best_threshold(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The cut between two distinct ``logits`` (N,) above which calling every item positive
-    gives the best F1 against 0/1 ``labels`` (N,)."""
-    order = np.argsort(-logits, kind="stable")
-    ranked, hits = logits[order], np.cumsum(labels[order])
-    f1 = 2 * hits / (np.arange(1, len(ranked) + 1) + labels.sum())  # predicting the first k positive
-    cut_after = np.append(ranked[1:] < ranked[:-1], True)  # never split equal logits
-    k = int(np.argmax(np.where(cut_after, f1, -1.0)))
-    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] - 1)
+    return result, best_f1_threshold(logits, data["y"])
 
 
 def baseline_last_names(params, threshold: float, sentences: list[list[str]]) -> list[list[int]]:
     """1 where the logistic unit's logit passes ``threshold``, per token of each sentence."""
-    features = np.concatenate([token_features(tokens) for tokens in sentences])
-    logits = predict(logistic_unit().apply, params, features, 4096)[:, 0]
+    logits = predict(logistic_unit().apply, params, features_of(sentences), 4096)[:, 0]
     ends = np.cumsum([len(tokens) for tokens in sentences])[:-1]
     return [list((part > threshold).astype(int)) for part in np.split(logits, ends)]
 
 
 # --------------------------------------------------------------------- the tagger
 def token_rows(split: dict, words: Vocabulary, chars: Vocabulary, max_chars: int) -> list[np.ndarray]:
+    """The token rows (T, 1 + max_chars) of each sentence of a split (:func:`encode_tokens`)."""
     return [encode_tokens(tokens, words, chars, max_chars) for tokens in split["tokens"]]
 
 
+def covering(buckets, longest: int) -> tuple[int, ...]:
+    """The lengths of ``buckets`` shorter than ``longest``, and ``longest`` rounded up to a multiple of 8."""
+    return (*(b for b in buckets if b < longest), -(-longest // 8) * 8)
+
+
 def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries) -> Buckets:
+    """A split as length buckets: ``"x"`` token rows (N_b, T, 1 + C), ``"y"`` tag ids (N_b, T), a mask per token."""
     tag_ids = {tag: i for i, tag in enumerate(tags)}
     return bucket_examples(rows, boundaries, token_columns={"y": [[tag_ids[t] for t in s] for s in split["ner"]]})
 
@@ -179,7 +176,7 @@ def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries
 def make_tag_fn(model, tags: list[str]):
     """``tag(members, data: Buckets) -> tags of each sentence`` (lists of str, in input order):
     the most probable tag of each token, by the probabilities of the networks whose params
-    are ``members``, averaged."""
+    are ``members`` added up (the average's argmax)."""
     probabilities = jit(lambda params, x: jax.nn.softmax(model.apply(params, x)))
 
     def tag(members: list, data: Buckets) -> list[list[str]]:
@@ -197,25 +194,26 @@ def make_tag_fn(model, tags: list[str]):
 def train_tagger(model, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback) -> FitResult:
     """One tagger from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
     init_key, state_key = jax.random.split(jax.random.key(seed))
-    _, params = model.init(init_key, (-1, data.boundaries[-1], data.arrays[0]["x"].shape[-1]))
+    _, params = model.init(init_key, (-1, data.boundaries[-1], 1 + args.max_chars))
     steps = args.epochs * data.steps_per_epoch(args.batch_size)
     optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
     result = fit(
         TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
         data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints, resume=args.resume,
         progress=args.progress, callbacks=[callback],
-        config={**{k: v for k, v in experiment.run_config(args).items() if k != "ensemble"}, "seed": seed,
-                "tags": tags, "boundaries": list(data.boundaries)},
+        config={**experiment.member_config(args, seed), "tags": tags, "boundaries": list(data.boundaries)},
     )
     print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
     return result
 
 
 def build_tagger(settings: dict, words: Vocabulary, chars: Vocabulary, tags: list[str]):
+    """The tagger of a run's settings (its flags, or a checkpoint's config)."""
     return tagger(len(words), len(chars), len(tags), **{name: settings[name] for name in MODEL_FLAGS})
 
 
 def scores_table(baseline: dict[str, Scores], network: dict[str, Scores]) -> str:
+    """Last-name precision, recall and F1 per split, the features' and the network's side by side."""
     rows = []
     for split in baseline:
         for measure in ("precision", "recall", "f1"):
@@ -227,6 +225,7 @@ def scores_table(baseline: dict[str, Scores], network: dict[str, Scores]) -> str
 
 
 def entity_table(entities: dict[str, dict[str, Scores]]) -> str:
+    """The tagger's entity F1 per type on dev, and precision, recall and F1 on test."""
     kinds = sorted(set(entities["test"]) - {"overall"}) + ["overall"]
     return format_table(
         ("entity", "dev F1", "test precision", "test recall", "test F1"),
@@ -237,6 +236,7 @@ def entity_table(entities: dict[str, dict[str, Scores]]) -> str:
 
 
 def train(args, checkpoints: Path) -> dict:
+    """Train and score both approaches, print them side by side, write metrics.json; return the metrics."""
     began = time.perf_counter()
     limit = f"[:{args.train_examples}]" if args.train_examples else ""
     splits = {name: load_split(split, args) for name, split in (("train", f"train{limit}"), ("dev", "dev"), ("test", "test"))}
@@ -248,7 +248,7 @@ def train(args, checkpoints: Path) -> dict:
     atomic_write(args.out / "baseline.json", json.dumps({"threshold": threshold}).encode())
     weights = baseline.state.params["unit"]["w"][:, 0]
     print(format_table(("feature", "weight"), [(f, f"{w:+.2f}") for f, w in zip(FEATURES, weights)], right=(1,)))
-    print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum passes "
+    print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum plus the bias passes "
           f"{threshold:+.2f} (P = {1 / (1 + np.exp(-threshold)):.2f}), the best F1 on the training tokens")
     gold = {name: [last_name_labels(tags) for tags in splits[name]["ner"]] for name in ("dev", "test")}
     baseline_scores = {
@@ -267,8 +267,7 @@ def train(args, checkpoints: Path) -> dict:
         chars = Vocabulary.build(list(token) for tokens in splits["train"]["tokens"] for token in tokens)
         words.save(words_path)
         chars.save(chars_path)
-    longest = max(len(tokens) for split in splits.values() for tokens in split["tokens"])
-    boundaries = (*(b for b in args.buckets if b < longest), -(-longest // 8) * 8)
+    boundaries = covering(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
     data = {
         name: tagger_data(split, token_rows(split, words, chars, args.max_chars), tags, boundaries)
         for name, split in splits.items()
@@ -277,10 +276,10 @@ def train(args, checkpoints: Path) -> dict:
     _, params = abstract_init(model, (-1, boundaries[-1], 1 + args.max_chars))
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
-    tag = make_tag_fn(model, tags)
+    tag_sentences = make_tag_fn(model, tags)
 
     def score_dev(state, record):
-        entities = span_scores(splits["dev"]["ner"], tag([state.params], data["dev"]))
+        entities = span_scores(splits["dev"]["ner"], tag_sentences([state.params], data["dev"]))
         record.update(val_f1=entities["overall"].f1, val_per_f1=entities["PER"].f1)
 
     results = []
@@ -292,7 +291,7 @@ def train(args, checkpoints: Path) -> dict:
 
     entities, network_scores = {}, {}
     for name in ("dev", "test"):
-        predicted = tag(members, data[name])
+        predicted = tag_sentences(members, data[name])
         entities[name] = span_scores(splits[name]["ner"], predicted)
         network_scores[name] = binary_scores(gold[name], [last_name_labels(p) for p in predicted])
     print("\nLast names, token by token: the lecture's comparison")
@@ -328,7 +327,7 @@ def train(args, checkpoints: Path) -> dict:
 def run_tag(argv) -> list[dict]:
     """Tag each text of ``tag TEXT...`` with the saved tagger (and the baseline's last names)."""
     args = parse_tag_args(argv)
-    texts = [line.strip() for t in args.text for line in (sys.stdin if t == "-" else [t]) if line.strip()]
+    texts = experiment.texts_from(args.text)
     if not texts:
         sys.exit("error: tag got no text")
     try:
@@ -340,17 +339,15 @@ def run_tag(argv) -> list[dict]:
         sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
     settings, tags = networks[0].config, networks[0].config["tags"]
     model = build_tagger(settings, words, chars, tags)
-    tag = make_tag_fn(model, tags)
+    tag_sentences = make_tag_fn(model, tags)
     members = [network.state["params"] for network in networks]
+    sentences = [tokenize_news(text) for text in texts]  # a non-blank text has at least one token
+    rows = [encode_tokens(tokens, words, chars, settings["max_chars"]) for tokens in sentences]
+    found = tag_sentences(members, bucket_examples(rows, covering(settings["boundaries"], max(map(len, sentences)))))
+    guessed = baseline_last_names(baseline.state["params"], threshold, sentences)
     results = []
-    for text in texts:
-        tokens = tokenize_news(text)
-        if not tokens:
-            sys.exit(f"error: {text!r} holds no words to tag")
-        rows = [encode_tokens(tokens, words, chars, settings["max_chars"])]
-        (predicted,) = tag(members, bucket_examples(rows, (len(tokens),)))
-        guessed = baseline_last_names(baseline.state["params"], threshold, [tokens])[0]
-        by_features = [token for token, flag in zip(tokens, guessed) if flag]
+    for tokens, predicted, flags in zip(sentences, found, guessed):
+        by_features = [token for token, flag in zip(tokens, flags) if flag]
         print(f"network:  {marked_text(tokens, predicted)}")
         print(f"features: last names {', '.join(by_features) or '(none)'}")
         results.append({"tokens": tokens, "tags": predicted, "baseline_last_names": by_features})

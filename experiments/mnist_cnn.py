@@ -37,14 +37,12 @@ def parse_args(argv):
     parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
     parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
     parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="units of the fully connected layer")
-    parser.add_argument("--dropout", type=float, default=0.5, help="dropout rate before the output layer")
+    parser.add_argument("--dropout", type=experiment.probability, default=0.5, help="dropout rate before the output layer")
     parser.add_argument("--shift", type=experiment.non_negative_int, default=2,
                         help="augmentation: move training images by up to this many pixels (0: none)")
     parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                         help="train on the first N training images only (a quick run); default: all")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.dropout < 1.0:
-        parser.error(f"--dropout is a probability of dropping, in [0, 1); got {args.dropout}")
     return parser, args
 
 
@@ -101,7 +99,7 @@ def train(model, data, args, seed: int, checkpoints) -> FitResult:
         data.train, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=data.test,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={**{k: v for k, v in experiment.run_config(args).items() if k != "ensemble"}, "seed": seed},
+        config=experiment.member_config(args, seed),
     )
     print(experiment.history_table(result.history, "test"))
     return result

@@ -53,9 +53,9 @@ def parse_args(argv):
     parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
     parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
     parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout between layers and before the classifier")
-    parser.add_argument("--embed-dropout", type=float, default=0.0, help="dropout on the word vectors")
-    parser.add_argument("--word-dropout", type=float, default=0.1,
+    parser.add_argument("--dropout", type=experiment.probability, default=0.3, help="dropout between layers and before the classifier")
+    parser.add_argument("--embed-dropout", type=experiment.probability, default=0.0, help="dropout on the word vectors")
+    parser.add_argument("--word-dropout", type=experiment.probability, default=0.1,
                         help="while training, replace each word by <unk> with this probability")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--min-count", type=experiment.positive_int, default=2,
@@ -67,9 +67,6 @@ def parse_args(argv):
                         help="print P(positive) of SENTENCE with the model saved in --out (repeatable; - reads lines "
                         "from stdin), instead of training")
     args = parser.parse_args(argv)
-    for flag in ("dropout", "embed_dropout", "word_dropout"):
-        if not 0.0 <= getattr(args, flag) < 1.0:
-            parser.error(f"--{flag.replace('_', '-')} is a probability of dropping, in [0, 1); got {getattr(args, flag)}")
     if args.weight_decay < 0:
         parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     return parser, args
@@ -91,7 +88,7 @@ def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np
 
 def run_predictions(args) -> list[float]:
     """P(positive) of each --predict sentence, averaged over the networks saved in --out."""
-    sentences = [line.strip() for s in args.predict for line in (sys.stdin if s == "-" else [s]) if line.strip()]
+    sentences = experiment.texts_from(args.predict)
     if not sentences:
         sys.exit("error: --predict got no sentence")
     try:
@@ -118,8 +115,7 @@ def train_network(model, train_data, dev_data, args, seed: int, checkpoints) -> 
         train_data, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=dev_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={**{k: v for k, v in experiment.run_config(args).items() if k not in ("predict", "ensemble")},
-                "seed": seed},
+        config=experiment.member_config(args, seed, ignore=("predict",)),
     )
     print(experiment.history_table(result.history, "dev"))
     return result

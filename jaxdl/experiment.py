@@ -35,6 +35,7 @@ def _argument_type(convert, accept, expected: str):
 positive_int = _argument_type(int, lambda v: v > 0, "a positive integer")
 positive_float = _argument_type(float, lambda v: 0.0 < v < float("inf"), "a positive finite number")
 non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
+probability = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a probability of dropping, in [0, 1)")
 increasing_ints = _argument_type(
     lambda text: tuple(int(v) for v in text.split(",")),
     lambda v: v[0] > 0 and all(a < b for a, b in zip(v, v[1:])),
@@ -122,16 +123,31 @@ def run_config(args: argparse.Namespace) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
+def member_config(args: argparse.Namespace, seed: int, ignore: Sequence[str] = ()) -> dict:
+    """The settings of one network of a run (see :func:`ensemble_members`): the flags but
+    ``--ensemble`` and those in ``ignore`` (flags that do not change training), and its seed."""
+    dropped = {"ensemble", *ignore}
+    return {**{k: v for k, v in run_config(args).items() if k not in dropped}, "seed": seed}
+
+
+def texts_from(arguments: Sequence[str]) -> list[str]:
+    """The non-blank texts given on the command line, stripped; each ``-`` reads one text per line of stdin."""
+    return [line.strip() for text in arguments for line in (sys.stdin if text == "-" else [text]) if line.strip()]
+
+
 def history_table(history: list[dict], val: str = "val", metrics: Sequence[str] = ("loss", "accuracy")) -> str:
     """The learning curve of ``fit``'s history as a table: the training loss, then each
     ``val_<metric>`` of ``metrics`` (losses as numbers, other metrics as percentages);
-    ``val`` names the evaluation set ("dev", "test")."""
+    ``val`` names the evaluation set ("dev", "test"); a metric an epoch lacks (a run
+    interrupted before it was computed) shows as "-"."""
     def cell(name, value):
+        if value is None:
+            return "-"
         return f"{value:.4f}" if name.endswith("loss") else f"{value:.2%}"
 
     return format_table(
         ("epoch", "train loss", *(f"{val} {metric.replace('_', ' ')}" for metric in metrics), "elapsed s"),
-        [(r["epoch"], cell("loss", r["train_loss"]), *(cell(m, r[f"val_{m}"]) for m in metrics),
+        [(r["epoch"], cell("loss", r["train_loss"]), *(cell(m, r.get(f"val_{m}")) for m in metrics),
           f"{r['elapsed_s']:.1f}") for r in history],
         right=range(len(metrics) + 3),
     )

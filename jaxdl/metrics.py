@@ -3,7 +3,7 @@
 Scalar metrics share the losses' signature, ``(logits, labels, mask=None)``,
 so the training loop treats them alike.
 
-``bio_spans``, ``span_scores`` and ``binary_scores`` score sequence tagging
+``bio_spans``, ``span_scores``, ``binary_scores`` and ``best_f1_threshold`` score sequence tagging
 (e.g. CoNLL-2003 named entities) on the host in plain Python/numpy, on string
 tags or 0/1 labels; they are not jittable. ``span_scores`` follows the CoNLL
 shared task's ``conlleval`` script: entities are decoded from IOB1, IOB2 or
@@ -181,3 +181,19 @@ def binary_scores(gold, predicted) -> Scores:
             raise ValueError(f"binary_scores: {name} labels must be 0/1 or bool, got values {np.unique(labels)}")
     gold, predicted = gold.astype(bool), predicted.astype(bool)
     return _scores(int(gold.sum()), int(predicted.sum()), int((gold & predicted).sum()))
+
+
+def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold on ``scores`` (N,) that gives the best F1 when every item scoring above it
+    is called positive, against 0/1 ``labels`` (N,): a cut between two distinct scores
+    (equal scores are never split), e.g. to set a classifier's decision threshold on its
+    training data when the positive class is rare."""
+    scores, labels = np.ravel(scores), np.ravel(labels)
+    if scores.shape != labels.shape or scores.size == 0:
+        raise ValueError(f"best_f1_threshold: needs as many scores as labels, at least one; got {scores.size} and {labels.size}")
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], np.cumsum(labels[order])
+    f1 = 2 * hits / (np.arange(1, len(ranked) + 1) + labels.sum())  # calling the first k positive
+    cut_after = np.append(ranked[1:] < ranked[:-1], True)
+    k = int(np.argmax(np.where(cut_after, f1, -1.0)))
+    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] - 1)

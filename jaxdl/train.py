@@ -244,7 +244,7 @@ def fit(
       progress: show a progress bar (default: when stderr is a terminal).
       callbacks: called as ``fn(state, record)`` after each epoch's evaluation; metrics
         they add to ``record`` (``val_f1``, say) join the history, the epoch's line and
-        its checkpoint.
+        its checkpoint (a run interrupted inside a callback keeps the record without them).
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
@@ -361,10 +361,10 @@ def fit(
             if eval_step is not None and eval_source is not None:
                 scores = evaluate(eval_step, state.params, eval_source, batch_size)
                 record.update({f"val_{k}": v for k, v in scores.items()})
+            record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)
             for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
                 callback(state, record)
-            record["elapsed_s"] = round(elapsed(), 4)
             summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
             bar.set_postfix_str(summary)
             if bar.disable:  # no bar (e.g. output to a file): one line per epoch instead

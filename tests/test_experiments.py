@@ -186,3 +186,34 @@ def test_saved_members_are_found_in_numeric_order(tmp_path):
     for name in ("member10", "member2", "member1", "memberx"):
         (tmp_path / name).mkdir()
     assert experiment.saved_members(tmp_path) == [tmp_path / f"member{i}" for i in (1, 2, 10)]
+
+
+# ------------------------------------------------------------------- shared helpers
+@pytest.mark.parametrize("text", ["16,8", "0,8", "8,8", "a", "8,", ""])
+def test_increasing_ints_refuses_what_is_not_an_increasing_list(text):
+    with pytest.raises(Exception, match="expected increasing positive integers separated by commas"):
+        experiment.increasing_ints(text)
+
+
+def test_increasing_ints_and_probability_accept_good_values():
+    assert experiment.increasing_ints("8,16,48") == (8, 16, 48)
+    assert experiment.probability("0") == 0.0 and experiment.probability("0.5") == 0.5
+    with pytest.raises(Exception, match=r"a probability of dropping, in \[0, 1\), got '1.0'"):
+        experiment.probability("1.0")
+
+
+def test_history_table_shows_the_metrics_asked_for_and_a_dash_for_missing_ones():
+    history = [{"epoch": 1, "train_loss": 0.5, "val_f1": 0.8125, "elapsed_s": 3.0},
+               {"epoch": 2, "train_loss": 0.25, "elapsed_s": 6.0}]  # interrupted before its f1
+    lines = experiment.history_table(history, "dev", metrics=("f1",)).splitlines()
+    assert lines[0].split() == ["epoch", "train", "loss", "dev", "f1", "elapsed", "s"]
+    assert lines[2].split() == ["1", "0.5000", "81.25%", "3.0"]
+    assert lines[3].split() == ["2", "0.2500", "-", "6.0"]
+
+
+def test_member_config_drops_the_ensemble_and_ignored_flags_and_adds_the_seed(tmp_path):
+    parser = experiment.experiment_parser("test", out=str(tmp_path), ensemble=True)
+    args = parser.parse_args(["--ensemble", "3"])
+    config = experiment.member_config(args, 7, ignore=("resume",))
+    assert config["seed"] == 7 and "ensemble" not in config and "resume" not in config
+    assert config["out"] == str(tmp_path)

@@ -89,9 +89,19 @@ def test_tiny_tagger_learns_the_toy_pattern_and_tags_unknown_words(toy):
 
 def test_unknown_characters_are_tagged_too(toy):
     model, params, rows, _, _ = toy
-    tokens = ["the", "mr", "Ωξçé", "said"]  # no character of the name was seen in training
-    (tags,) = tags_of(model, params, rows([(tokens, None)]))
-    assert len(tags) == 4 and set(tags) <= set(TAGS)
+    tokens = ["the", "mr", "Ωξçé", "said"]  # no character of the name was seen in training: all <unk>
+    assert (rows([(tokens, None)])[0][2, 1:5] == 1).all()
+    assert tags_of(model, params, rows([(tokens, None)])) == [["O", "O", "B-PER", "O"]]  # the context says it
+
+
+def test_tag_function_returns_sentences_in_input_order_across_buckets(toy):
+    model, params, rows, test, _ = toy
+    tag_sentences = last_names.make_tag_fn(model, TAGS)
+    data = bucket_examples(rows(test), (8, 16))
+    assert len(data.arrays[0]["x"]) and len(data.arrays[1]["x"])  # both buckets used
+    one_by_one = tags_of(model, params, rows(test))
+    assert tag_sentences([params], data) == one_by_one
+    assert tag_sentences([params, params], data) == one_by_one  # an ensemble of equals agrees
 
 
 def test_padding_does_not_change_the_tags_logits(toy):
@@ -109,14 +119,6 @@ def test_tagger_refuses_ids_without_characters():
         tagger(10, 10, 3, cell="transformer")
 
 
-def test_best_threshold_maximises_f1_without_splitting_ties():
-    logits = np.array([3.0, 2.0, 2.0, 1.0, 0.0, -1.0])
-    labels = np.array([1, 1, 0, 1, 0, 0])
-    # cut after 3.0: F1 2/4 = 0.5; after the 2.0s: 4/7; after 1.0: 6/7 (best); after 0.0: 6/8
-    assert last_names.best_threshold(logits, labels) == pytest.approx(0.5)
-    assert last_names.best_threshold(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.0)
-
-
 def test_tag_without_a_trained_model_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="Train first: python experiments/last_names.py --out"):
         last_names.main(["tag", "Mr. Doe", "--out", str(tmp_path)])
@@ -125,7 +127,8 @@ def test_tag_without_a_trained_model_says_what_to_do(tmp_path):
 def test_help_documents_both_commands():
     train_help = subprocess.run([sys.executable, str(EXPERIMENTS / "last_names.py"), "--help"],
                                 capture_output=True, text=True, check=True).stdout
-    assert "--word-dropout" in train_help and "--manual-dir" in train_help and "tag" in train_help
+    assert "--word-dropout" in train_help and "--manual-dir" in train_help
+    assert 'Then "last_names.py tag TEXT" marks' in " ".join(train_help.split())
     tag_help = subprocess.run([sys.executable, str(EXPERIMENTS / "last_names.py"), "tag", "--help"],
                               capture_output=True, text=True, check=True).stdout
     assert "text to tag" in tag_help

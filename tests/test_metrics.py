@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from jaxdl.metrics import (
     Scores,
     accuracy,
+    best_f1_threshold,
     binary_scores,
     bio_spans,
     confusion_matrix,
@@ -313,3 +314,14 @@ def test_binary_scores_without_positives():
 def test_binary_scores_errors(gold, predicted, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         binary_scores(gold, predicted)
+
+
+def test_best_f1_threshold_maximises_f1_without_splitting_ties():
+    scores = np.array([3.0, 2.0, 2.0, 1.0, 0.0, -1.0])
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    # F1 = 2 hits / (called + 3 positives): cut after 3.0: 2/4; after the two 2.0s: 4/6; after 1.0: 6/7 (best);
+    # after 0.0: 6/8. Between 1.0 and 0.0: 0.5
+    assert best_f1_threshold(scores, labels) == pytest.approx(0.5)
+    assert best_f1_threshold(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.0)  # all positive
+    with pytest.raises(ValueError, match="as many scores as labels"):
+        best_f1_threshold(np.array([1.0]), np.array([1, 0]))

@@ -67,7 +67,7 @@ def test_missing_data_ends_with_one_clear_message(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--dropout", "1.0"], "--dropout is a probability of dropping"), (["--width", "0"], "--width: expected a positive integer")],
+    [(["--dropout", "1.0"], "--dropout: expected a probability of dropping, in [0, 1), got '1.0'"), (["--width", "0"], "--width: expected a positive integer")],
 )
 def test_invalid_flags_are_rejected(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -102,7 +102,10 @@ def test_marked_text_brackets_entities_and_stars_last_names():
         ("Yesterday Mr. John Doe met Jane Smith in Paris.",
          ["Yesterday", "Mr.", "John", "Doe", "met", "Jane", "Smith", "in", "Paris", "."]),
         ("J. R. Ewing flew to the U.S. on Monday.", ["J.", "R.", "Ewing", "flew", "to", "the", "U.S.", "on", "Monday", "."]),
-        ("He met the president.", ["He", "met", "the", "president", "."]),  # a lower-case title ends the sentence
+        ("He met the president.", ["He", "met", "the", "president", "."]),
+        ("He met the Queen.", ["He", "met", "the", "Queen", "."]),  # ("the Queen. She" would keep it: no lookahead is that clever)
+        ("Martin Luther King Jr. spoke to Acme Inc.", ["Martin", "Luther", "King", "Jr.", "spoke", "to", "Acme", "Inc."]),
+        ("Smith’s view", ["Smith", "'s", "view"]),
         ("Dr. Okonkwo-Baptiste's view", ["Dr.", "Okonkwo-Baptiste", "'s", "view"]),
         ("", []),
     ],

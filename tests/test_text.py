@@ -566,3 +566,15 @@ def test_lm_windows_of_a_character_text():
 def test_lm_windows_refuses_bad_input(ids, length, stride, message):
     with pytest.raises(ValueError, match=message):
         lm_windows(ids, length, stride)
+
+
+def test_pad_batch_pads_tokens_that_are_id_vectors():
+    ids, lengths = pad_batch([[[1, 2], [3, 4]], [], [[5, 6]]], 3)
+    assert ids.shape == (3, 3, 2) and ids.dtype == np.int32
+    np.testing.assert_array_equal(ids[0], [[1, 2], [3, 4], [0, 0]])
+    np.testing.assert_array_equal(ids[1], np.zeros((3, 2)))
+    np.testing.assert_array_equal(lengths, [2, 0, 1])
+    ends, _ = pad_batch([np.arange(8).reshape(4, 2)], 2, keep="end")
+    np.testing.assert_array_equal(ends[0], [[4, 5], [6, 7]])
+    with pytest.raises(ValueError, match=r"the shape of the first one, \(2,\); sequence 1 has tokens of shape \(3,\)"):
+        pad_batch([[[1, 2]], [[1, 2, 3]]])

@@ -265,6 +265,18 @@ def test_fit_learns_and_records_one_history_record_per_epoch(toy):
     assert history[-1]["val_accuracy"] == pytest.approx(scores["accuracy"], rel=1e-6)
 
 
+def test_metrics_a_callback_adds_show_in_the_epoch_line_and_the_checkpoint(toy, tmp_path, capsys):
+    def score(state, record):
+        record["val_f1"] = 0.25 * record["epoch"]
+
+    result = run(toy, epochs=2, callbacks=[score], checkpoint_dir=tmp_path)
+    assert [r["val_f1"] for r in result.history] == [0.25, 0.5]
+    last_line = capsys.readouterr().out.splitlines()[-1]
+    assert last_line.startswith("epoch 2/2 ") and "val_f1=0.5 " in last_line
+    saved = load_checkpoint(latest_checkpoint(tmp_path)).meta["history"]
+    assert [r["val_f1"] for r in saved] == [0.25, 0.5]
+
+
 def test_fit_without_eval_data_records_only_train_metrics(toy):
     result = run(toy, epochs=1, eval_step=None, eval_data=None)
     (record,) = result.history

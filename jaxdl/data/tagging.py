@@ -62,19 +62,28 @@ def _capitalised(token: str) -> bool:
 
 
 _ABBREVIATION = re.compile(r"[A-Za-z](?:\.[A-Za-z])*")  # an initial (J) or letters with inner periods (U.S)
+_SHORT_FORMS = frozenset({"jr", "sr", "inc", "corp", "co", "ltd", "st"})  # Jr. Inc. Co. ... keep their period
 
 
 def tokenize_news(text: str) -> list[str]:
     """The tokens of raw text as CoNLL-2003 splits news: :func:`~jaxdl.data.text.tokenize_words`
-    (case kept), with the period of a capitalised title, an initial or an abbreviation kept
-    on it ("Mr.", "J.", "U.S."; but "the president ." at the end of a sentence), and a
-    possessive split off ("Smith 's")."""
+    (case kept) with these changes. An initial, an abbreviation or a capitalised short
+    form keeps its period ("J.", "U.S.", "Jr.", "Inc."), and so does a capitalised title
+    before a capitalised word ("Mr. Doe", but "the Queen ." at a sentence's end). A
+    possessive is split off ("Smith 's"), and typographic apostrophes become "'".
+    """
+    words = tokenize_words(text.replace("’", "'"))
     tokens: list[str] = []
-    for token in tokenize_words(text):
-        if token == "." and tokens and (_ABBREVIATION.fullmatch(tokens[-1]) or _is_title(tokens[-1]) and _capitalised(tokens[-1])):
+    for i, token in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else ""
+        previous = tokens[-1] if tokens else ""
+        keeps_period = _ABBREVIATION.fullmatch(previous) or _capitalised(previous) and (
+            previous.lower() in _SHORT_FORMS or _is_title(previous) and _capitalised(following)
+        )
+        if token == "." and keeps_period:
             tokens[-1] += "."
-        elif len(token) > 2 and token[-2:] in ("'s", "’s"):
-            tokens += [token[:-2], token[-2:]]
+        elif len(token) > 2 and token.endswith("'s"):
+            tokens += [token[:-2], "'s"]
         else:
             tokens.append(token)
     return tokens
