@@ -51,7 +51,9 @@ from jaxdl.train import (
     fit,
     make_eval_step,
     make_multi_step,
+    make_per_example_train_step,
     make_train_step,
+    per_example_grads,
     predict,
 )
 

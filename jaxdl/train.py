@@ -31,6 +31,7 @@ from jaxdl.checkpoint import (
 )
 from jaxdl.compiler import jit
 from jaxdl.data import ArrayBatches, BatchSource, batch_source, dataset_size, epoch_order, eval_batches
+from jaxdl.losses import weighted_mean
 from jaxdl.metrics import accuracy
 
 LossFn = Callable[..., jax.Array]
@@ -93,6 +94,73 @@ def make_train_step(
         (_, values), grads = grad_fn(apply_fn, loss_fn, metrics, state.params, batch, key, True)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state, state.key), values
+
+    return jit(step)
+
+
+def per_example_grads(
+    apply_fn: Callable, loss_fn: LossFn, params, batch: Batch, *, key: jax.Array | None = None, train: bool = False
+) -> tuple[Any, jax.Array, jax.Array]:
+    """The gradient of every example's own loss, by ``vmap`` over the batch.
+
+    Each example is run as a batch of one (its ``"mask"`` row too); with ``key``, each
+    gets its own dropout key. Returns ``(grads, losses, outputs)``: the params' pytree
+    with a leading (B,) axis on every leaf, the losses (B,), and the outputs (B, ...).
+    """
+
+    def one(example, example_key):
+        single = jax.tree.map(lambda column: column[None], example)
+
+        def loss(params):
+            outputs = apply_fn(params, single["x"], key=example_key, train=train)
+            return loss_fn(outputs, single["y"], single.get("mask")), outputs[0]
+
+        (value, outputs), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return grads, value, outputs
+
+    size = jax.tree.leaves(batch)[0].shape[0]
+    keys = None if key is None else jax.random.split(key, size)
+    return jax.vmap(one, in_axes=(0, None if key is None else 0))(batch, keys)
+
+
+def per_example_norms(grads) -> jax.Array:
+    """The global L2 norm of each example's gradient: (B,) from per-example ``grads``."""
+    leaves = jax.tree.leaves(grads)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1) for g in leaves))
+
+
+def make_per_example_train_step(
+    apply_fn: Callable,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    metrics: Mapping[str, LossFn] = DEFAULT_METRICS,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """The jitted step of :func:`make_train_step`, but ``optimizer`` receives per-example
+    gradients (B, ...) (:func:`per_example_grads`) and must aggregate them, as DP-SGD does::
+
+        optimizer = optax.chain(
+            optax.contrib.differentially_private_aggregate(clip, noise_multiplier, key), optax.sgd(lr))
+
+    (each example's gradient clipped to norm ``clip``, summed, noised with standard
+    deviation ``clip * noise_multiplier``, divided by B). Padded rows (a row mask of 0)
+    give zero gradients. The metrics add ``"grad_norm"``: the mean per-example norm
+    before clipping.
+    """
+
+    def step(state: TrainState, batch: Batch):
+        key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
+        grads, losses, outputs = per_example_grads(apply_fn, loss_fn, state.params, batch, key=key, train=True)
+        mask = batch.get("mask")
+        real = jnp.ones(losses.shape) if mask is None else (mask.reshape(len(losses), -1) != 0).any(axis=1)
+        grads = jax.tree.map(lambda g: jnp.where(real.reshape(-1, *[1] * (g.ndim - 1)), g, 0), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        values = {
+            "loss": weighted_mean(losses, real),
+            "grad_norm": weighted_mean(per_example_norms(grads), real),
+            **{name: fn(outputs, batch["y"], mask) for name, fn in metrics.items()},
+        }
         return TrainState(state.step + 1, params, opt_state, state.key), values
 
     return jit(step)
