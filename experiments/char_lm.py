@@ -296,13 +296,8 @@ def main(argv=None) -> dict:
     checkpoints = experiment.checkpoint_dir(args, parser)
     began = time.perf_counter()
     train_text, validation_text, source = load_texts(args)
-    vocab_path, words_path = args.out / "vocabulary.json", args.out / "words.json"
-    if args.resume and vocab_path.exists():
-        vocabulary = Vocabulary.load(vocab_path)
-    else:
-        vocabulary = Vocabulary.build([tokenize_chars(train_text)])
-        vocabulary.save(vocab_path)
-        words_of(train_text, args.fill_words).save(words_path)
+    vocabulary = experiment.run_vocabulary(args, "vocabulary.json", lambda: Vocabulary.build([tokenize_chars(train_text)]))
+    experiment.run_vocabulary(args, "words.json", lambda: words_of(train_text, args.fill_words))  # for --fill
     train_ids = np.asarray(vocabulary.encode(tokenize_chars(train_text)), np.int32)
     validation_ids = np.asarray(vocabulary.encode(tokenize_chars(validation_text)), np.int32)
     try:

@@ -31,7 +31,7 @@ import optax
 from jaxdl import experiment, viz
 from jaxdl.checkpoint import CheckpointError, atomic_write, load_checkpoint
 from jaxdl.compiler import jit
-from jaxdl.data import DataError, label_names, load_text_dataset
+from jaxdl.data import label_names
 from jaxdl.data.tagging import (
     FEATURES,
     encode_tokens,
@@ -101,18 +101,17 @@ def parse_tag_args(argv):
 
 # ---------------------------------------------------------------------------- data
 def load_split(split: str, args) -> dict:
-    """The sentences of a CoNLL-2003 split: tokens and NER tags, lists of str per sentence."""
-    try:
-        data = load_text_dataset("conll2003", split, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    return {"tokens": [list(t) for t in data["tokens"]], "ner": [list(t) for t in data["ner"]]}
+    """The sentences of a CoNLL-2003 split: tokens and NER tags, lists of str per sentence,
+    and the gold last names (0/1 per token, :func:`last_name_labels`)."""
+    data = experiment.load_text(args, "conll2003", split)
+    ner = [list(tags) for tags in data["ner"]]
+    return {"tokens": [list(t) for t in data["tokens"]], "ner": ner, "last_names": [last_name_labels(t) for t in ner]}
 
 
 def describe(name: str, split: dict) -> str:
     """One line of counts: sentences, tokens, last names."""
     tokens = sum(len(t) for t in split["tokens"])
-    last_names = sum(sum(last_name_labels(tags)) for tags in split["ner"])
+    last_names = sum(map(sum, split["last_names"]))
     return f"{name}: {len(split['tokens']):,} sentences, {tokens:,} tokens, {last_names:,} last names"
 
 
@@ -126,7 +125,7 @@ def feature_arrays(split: dict) -> dict[str, np.ndarray]:
     """Every token of a split as a row of FEATURES, ``"x"`` (N, F), and whether it is a last name, ``"y"`` (N,)."""
     return {
         "x": features_of(split["tokens"]),
-        "y": np.concatenate([last_name_labels(tags) for tags in split["ner"]]).astype(np.int32),
+        "y": np.concatenate(split["last_names"]).astype(np.int32),
     }
 
 
@@ -250,23 +249,21 @@ def train(args, checkpoints: Path) -> dict:
     print(format_table(("feature", "weight"), [(f, f"{w:+.2f}") for f, w in zip(FEATURES, weights)], right=(1,)))
     print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum plus the bias passes "
           f"{threshold:+.2f} (P = {1 / (1 + np.exp(-threshold)):.2f}), the best F1 on the training tokens")
-    gold = {name: [last_name_labels(tags) for tags in splits[name]["ner"]] for name in ("dev", "test")}
     baseline_scores = {
-        name: binary_scores(gold[name], baseline_last_names(baseline.state.params, threshold, splits[name]["tokens"])) for name in gold
+        name: binary_scores(splits[name]["last_names"], baseline_last_names(baseline.state.params, threshold,
+                                                                            splits[name]["tokens"]))
+        for name in ("dev", "test")
     }
 
     print("\n2. A BiLSTM tagger learns its own features from words and their characters")
     tags = label_names("conll2003", data_dir=args.data_dir)["ner"]
-    words_path, chars_path = args.out / "words.json", args.out / "chars.json"
-    if args.resume and words_path.exists() and chars_path.exists():
-        words, chars = Vocabulary.load(words_path), Vocabulary.load(chars_path)
-    else:
-        words = Vocabulary.build(
-            ([word_form(t) for t in tokens] for tokens in splits["train"]["tokens"]), min_count=args.min_count
-        )
-        chars = Vocabulary.build(list(token) for tokens in splits["train"]["tokens"] for token in tokens)
-        words.save(words_path)
-        chars.save(chars_path)
+    train_tokens = splits["train"]["tokens"]
+    words = experiment.run_vocabulary(args, "words.json", lambda: Vocabulary.build(
+        ([word_form(t) for t in tokens] for tokens in train_tokens), min_count=args.min_count
+    ))
+    chars = experiment.run_vocabulary(args, "chars.json", lambda: Vocabulary.build(
+        list(token) for tokens in train_tokens for token in tokens
+    ))
     boundaries = covering(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
     data = {
         name: tagger_data(split, token_rows(split, words, chars, args.max_chars), tags, boundaries)
@@ -293,7 +290,7 @@ def train(args, checkpoints: Path) -> dict:
     for name in ("dev", "test"):
         predicted = tag_sentences(members, data[name])
         entities[name] = span_scores(splits[name]["ner"], predicted)
-        network_scores[name] = binary_scores(gold[name], [last_name_labels(p) for p in predicted])
+        network_scores[name] = binary_scores(splits[name]["last_names"], [last_name_labels(p) for p in predicted])
     print("\nLast names, token by token: the lecture's comparison")
     print(scores_table(baseline_scores, network_scores))
     print("\nThe tagger's entities (exact spans, as CoNLL's conlleval)")

@@ -24,7 +24,6 @@ import optax
 
 from jaxdl import experiment, viz
 from jaxdl.checkpoint import CheckpointError, load_checkpoint
-from jaxdl.data import DataError, load_text_dataset
 from jaxdl.data.text import (
     UNK_ID,
     Vocabulary,
@@ -121,28 +120,16 @@ def train_network(model, train_data, dev_data, args, seed: int, checkpoints) -> 
     return result
 
 
-def load_split(split: str, args) -> dict:
-    try:
-        return load_text_dataset("glue/sst2", split, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-
-
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     if args.predict:
         return {"p_positive": run_predictions(args)}
     checkpoints = experiment.checkpoint_dir(args, parser)
     split = f"train[:{args.train_examples}]" if args.train_examples else "train"
-    train, dev = load_split(split, args), load_split("validation", args)
-    vocab_path = args.out / "vocabulary.json"
-    if args.resume and vocab_path.exists():
-        vocabulary = Vocabulary.load(vocab_path)
-    else:
-        vocabulary = Vocabulary.build(
-            (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
-        )
-        vocabulary.save(vocab_path)
+    train, dev = experiment.load_text(args, "glue/sst2", split), experiment.load_text(args, "glue/sst2", "validation")
+    vocabulary = experiment.run_vocabulary(args, "vocabulary.json", lambda: Vocabulary.build(
+        (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
+    ))
     train_ids, dev_ids = encode(vocabulary, train["sentence"]), encode(vocabulary, dev["sentence"])
     boundaries = bucket_lengths([len(ids) for ids in train_ids], args.buckets)
     train_data = bucket_examples(train_ids, boundaries, columns={"y": train["label"].astype(np.int32)})

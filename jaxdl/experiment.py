@@ -1,5 +1,5 @@
-"""What every experiment script shares: its command-line flags, its output folder,
-and ``metrics.json`` (with timings and peak memory)."""
+"""What every experiment script shares: its command-line flags, its output folder, loading
+its data and vocabularies, and ``metrics.json`` (with timings and peak memory)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from jaxdl.checkpoint import atomic_write
-from jaxdl.data import DataError, ImageClassification, load_image_classification
+from jaxdl.data import (
+    DataError,
+    ImageClassification,
+    load_image_classification,
+    load_text_dataset,
+)
+from jaxdl.data.text import Vocabulary
 from jaxdl.tables import format_table
 
 
@@ -179,3 +185,23 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
     print(f"{name}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
           f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
     return data
+
+
+def load_text(args: argparse.Namespace, name: str, split: str) -> dict:
+    """A split of the TFDS text dataset ``name`` (:func:`~jaxdl.data.load_text_dataset`) from
+    the ``--data-dir``/``--manual-dir`` flags; a DataError ends the run with its message."""
+    try:
+        return load_text_dataset(name, split, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+
+def run_vocabulary(args: argparse.Namespace, filename: str, build: Callable[[], Vocabulary]) -> Vocabulary:
+    """A vocabulary of the run in ``--out``: on ``--resume`` the one saved there as ``filename``,
+    else ``build()``, saved there (the model's ids must not change when a run resumes)."""
+    path = args.out / filename
+    if args.resume and path.exists():
+        return Vocabulary.load(path)
+    vocabulary = build()
+    vocabulary.save(path)
+    return vocabulary
