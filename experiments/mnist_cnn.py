@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import devices, experiment, viz
 from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
@@ -32,7 +32,8 @@ from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_s
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True, ensemble=True
+        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True, ensemble=True,
+        scales=True,
     )
     parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
     parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
@@ -46,13 +47,13 @@ def parse_args(argv):
     return parser, args
 
 
-def report(model, members: list, data, args) -> dict:
+def report(model, apply, members: list, data, args) -> dict:
     """Test accuracy, a few probability distributions, and the plots of what the (first) network learned.
 
     ``members`` holds each network's params; their probability distributions are averaged.
     """
     labels = data.test["y"]
-    each = [np.asarray(jax.nn.softmax(predict(model.apply, params, data.test["x"], 1000))) for params in members]
+    each = [np.asarray(jax.nn.softmax(predict(apply, params, data.test["x"], 1000))) for params in members]
     if len(members) > 1:
         print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
     probabilities = np.mean(each, axis=0)
@@ -69,7 +70,7 @@ def report(model, members: list, data, args) -> dict:
     out = args.out
     cm = np.asarray(confusion_matrix(labels, predicted, data.num_classes))
     viz.plot_confusion_matrix(cm, out / "confusion_matrix.png", labels=names, title=f"{args.dataset} test set")
-    params = members[0]
+    params = devices.fetch(members[0])  # on the host: also where a multi-process run spread it
     kernels = np.asarray(params["conv1"]["w"])  # (3, 3, C, width)
     viz.plot_image_grid(np.moveaxis(kernels.mean(2), -1, 0), out / "filters.png", cmap="RdBu_r", centered=True,
                         title="learned first-layer filters (3x3)")
@@ -88,18 +89,19 @@ def report(model, members: list, data, args) -> dict:
     return {"test_accuracy": accuracy, "member_test_accuracies": [float((p.argmax(-1) == labels).mean()) for p in each]}
 
 
-def train(model, data, args, seed: int, checkpoints) -> FitResult:
-    """One network from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+def train(model, apply, data, args, seed: int, checkpoints, mesh) -> FitResult:
+    """One network from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on
+    the devices of ``mesh``; prints its learning curve."""
     steps = args.epochs * (len(data.train["y"]) // args.batch_size)
     optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
     init_key, state_key = jax.random.split(jax.random.key(seed))
     _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=data.test,
+        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=data.test,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config=experiment.member_config(args, seed),
+        config=experiment.member_config(args, seed), mesh=mesh,
     )
     print(experiment.history_table(result.history, "test"))
     return result
@@ -107,17 +109,19 @@ def train(model, data, args, seed: int, checkpoints) -> FitResult:
 
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
+    mesh = experiment.device_mesh(args, parser)
     checkpoints = experiment.checkpoint_dir(args, parser)
     data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
+    apply = experiment.compute_apply(model.apply, args)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train(model, data, args, seed, folder))
-    metrics = report(model, [result.state.params for result in results], data, args)
+        results.append(train(model, apply, data, args, seed, folder, mesh))
+    metrics = report(model, apply, [result.state.params for result in results], data, args)
     first = results[0]
     reached = [r["elapsed_s"] for r in first.history if r.get("val_accuracy", 0) >= 0.99]
     train_time = sum(result.train_time_s for result in results)

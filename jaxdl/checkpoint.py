@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from jaxdl import devices
+
 MAGIC = b"JAXDL-CHECKPOINT\n"
 FORMAT = 1
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
@@ -71,8 +73,8 @@ def _is_key(leaf) -> bool:
 
 
 def _to_host(tree):
-    """Arrays to numpy; typed PRNG keys to their raw uint32 data."""
-    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if _is_key(x) else x), tree)
+    """Arrays (also those spread over processes) to numpy; typed PRNG keys to their raw uint32 data."""
+    return jax.tree.map(lambda x: devices.host_array(jax.random.key_data(x) if _is_key(x) else x), tree)
 
 
 def json_ready(config: dict | None, what: str) -> dict:
@@ -96,6 +98,9 @@ def save_checkpoint(
 
     ``config`` (the run's settings) and ``meta`` (history, timings) must be
     JSON-like. Only the newest ``keep`` checkpoints are kept. Returns the path.
+
+    With several processes every one calls it (arrays spread over them are gathered),
+    process 0 writes, and all return once the file is there.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,11 +112,14 @@ def save_checkpoint(
             "meta": json_ready(meta, "meta"),
         }
     )
-    path = atomic_write(checkpoint_path(directory, step), MAGIC + hashlib.sha256(payload).digest() + payload)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
-    for stale in directory.glob(".step_*.ckpt.tmp-*"):  # left by saves that were killed
-        stale.unlink(missing_ok=True)
+    path = checkpoint_path(directory, step)
+    if devices.is_main_process():
+        atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
+        for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+            old.unlink(missing_ok=True)
+        for stale in directory.glob(".step_*.ckpt.tmp-*"):  # left by saves that were killed
+            stale.unlink(missing_ok=True)
+    devices.sync(f"checkpoint {path}")
     return path
 
 

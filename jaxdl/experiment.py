@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import jax
+from jax.sharding import Mesh
+
+from jaxdl import devices
 from jaxdl.checkpoint import atomic_write
 from jaxdl.data import (
     DataError,
@@ -20,6 +24,7 @@ from jaxdl.data import (
     load_text_dataset,
 )
 from jaxdl.data.text import Vocabulary
+from jaxdl.precision import DTYPES, mixed_precision
 from jaxdl.tables import format_table
 
 
@@ -59,12 +64,15 @@ def experiment_parser(
     trains: bool = True,
     data: bool = False,
     ensemble: bool = False,
+    scales: bool = False,
 ) -> argparse.ArgumentParser:
     """A parser with the flags experiments share.
 
     Always ``--seed --out``; ``--epochs --batch-size --lr`` for those given a default;
     ``--resume --progress`` when the experiment ``trains``; ``--manual-dir --data-dir``
-    when it loads a TFDS ``data`` set; ``--ensemble`` when it can average several networks.
+    when it loads a TFDS ``data`` set; ``--ensemble`` when it can average several networks;
+    ``--devices --model-shards --dtype`` and the multi-process flags when it ``scales``
+    (see :func:`device_mesh` and :func:`compute_apply`).
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -87,6 +95,8 @@ def experiment_parser(
     if ensemble:
         parser.add_argument("--ensemble", type=positive_int, default=1,
                             help="train this many networks (seeds --seed, --seed+1, ...) and average their predictions")
+    if scales:
+        _add_scaling_flags(parser)
     if data:
         parser.add_argument(
             "--manual-dir", type=Path, default=None,
@@ -98,6 +108,41 @@ def experiment_parser(
             help="where TFDS keeps prepared datasets (default: TFDS's own, $TFDS_DATA_DIR or ~/tensorflow_datasets)",
         )
     return parser
+
+
+def _add_scaling_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("devices, hosts and precision (docs/scaling.md)")
+    group.add_argument("--devices", type=positive_int, default=None,
+                       help="train data-parallel on this many devices (default: all that JAX sees)")
+    group.add_argument("--model-shards", type=positive_int, default=1,
+                       help="also split the largest parameters over this many devices (a 'model' mesh axis)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="compute dtype; parameters, optimizer and loss stay float32")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="multi-process run: address of process 0 (default: $JAX_COORDINATOR_ADDRESS, "
+                       "or the cluster's, e.g. SLURM's, when launched on several processes)")
+    group.add_argument("--num-processes", type=positive_int, default=None, help="multi-process run: how many")
+    group.add_argument("--process-id", type=non_negative_int, default=None, help="multi-process run: this one's rank")
+
+
+def device_mesh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Mesh:
+    """Start the multi-process runtime if this is one of several processes, then the mesh of
+    ``--devices`` and ``--model-shards`` (a bad combination is a usage error); prints it."""
+    devices.initialize(args.coordinator, args.num_processes, args.process_id)
+    try:
+        mesh = devices.make_mesh(args.devices, args.model_shards)
+        devices.check_batch_size(args.batch_size, mesh)
+    except devices.MeshError as error:
+        parser.error(str(error))
+    processes = f", {jax.process_count()} processes (this is {jax.process_index()})" if jax.process_count() > 1 else ""
+    print(f"devices: {mesh.size} x {mesh.devices.flat[0].platform} as data {mesh.shape[devices.DATA]} x "
+          f"model {mesh.shape[devices.MODEL]}{processes}; compute in {args.dtype}")
+    return mesh
+
+
+def compute_apply(apply_fn: Callable, args: argparse.Namespace) -> Callable:
+    """The model's ``apply`` computing in ``--dtype`` (:func:`~jaxdl.precision.mixed_precision`)."""
+    return mixed_precision(apply_fn, args.dtype)
 
 
 def checkpoint_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
@@ -166,9 +211,12 @@ def peak_rss_mb() -> float:
 
 
 def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
-    """Write ``metrics`` plus ``peak_rss_mb`` to ``out/metrics.json`` (atomically); return the path."""
-    text = json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n"
-    return atomic_write(Path(out) / "metrics.json", text.encode())
+    """Write ``metrics`` plus ``peak_rss_mb`` to ``out/metrics.json`` (atomically; by process 0
+    of a multi-process run); return the path."""
+    path = Path(out) / "metrics.json"
+    if devices.is_main_process():
+        atomic_write(path, (json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n").encode())
+    return path
 
 
 def load_images(args: argparse.Namespace, name: str) -> ImageClassification:

@@ -22,6 +22,7 @@ import optax
 from jax import lax
 from tqdm.auto import tqdm
 
+from jaxdl import devices
 from jaxdl.checkpoint import (
     Checkpoint,
     json_ready,
@@ -166,17 +167,21 @@ def make_per_example_train_step(
     return jit(step)
 
 
-def make_multi_step(train_step: Callable) -> Callable:
+def make_multi_step(train_step: Callable, batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
     """Many training steps in one jitted call: ``run(state, data, order) -> (state, metrics)``.
 
     ``data`` is the whole dataset on the device, ``order`` (steps, batch) the example
     ids of each step's batch; metrics come back stacked, (steps,). One call per
     many steps removes the per-step dispatch that dominates small models and GPUs.
+    ``batch_sharding`` splits each gathered batch over devices (:mod:`jaxdl.devices`).
     """
 
     def run(state: TrainState, data: Batch, order: jax.Array):
         def one_step(state, ids):
-            return train_step(state, jax.tree.map(lambda column: column[ids], data))
+            batch = jax.tree.map(lambda column: column[ids], data)
+            if batch_sharding is not None:
+                batch = lax.with_sharding_constraint(batch, batch_sharding)
+            return train_step(state, batch)
 
         return lax.scan(one_step, state, order)
 
@@ -200,12 +205,16 @@ def make_eval_step(
     return jit(eval_step)
 
 
-def evaluate(eval_step: Callable, params, data: Batch | BatchSource, batch_size: int) -> dict[str, float]:
+def evaluate(
+    eval_step: Callable, params, data: Batch | BatchSource, batch_size: int, *, mesh: jax.sharding.Mesh | None = None
+) -> dict[str, float]:
     """Metrics over a whole dataset (dict of arrays or :class:`~jaxdl.data.BatchSource`),
-    each averaged over examples (or mask weights)."""
+    each averaged over examples (or mask weights); with a ``mesh``, each batch is split
+    over its ``"data"`` axis."""
     totals: dict[str, float] = {}
+    place = _batch_placer(mesh, batch_size)
     batches = batch_source(data).eval_batches(batch_size)
-    for values in jax.device_get([eval_step(params, batch) for batch in batches]):
+    for values in devices.fetch([eval_step(params, place(batch)) for batch in batches]):
         weight = float(values.pop("weight"))
         for name, value in values.items():
             totals[name] = totals.get(name, 0.0) + float(value) * weight
@@ -218,7 +227,16 @@ def predict(apply_fn: Callable, params, inputs: jax.Array, batch_size: int) -> n
     """Outputs of ``apply_fn(params, x)`` (``train=False``) for every input, in batches of one shape."""
     forward = jit(apply_fn)  # jit caches per function and options: repeated calls compile once
     outputs = [forward(params, batch["x"]) for batch in eval_batches({"x": inputs}, batch_size)]
-    return np.concatenate(jax.device_get(outputs))[: dataset_size({"x": inputs})]
+    return np.concatenate(devices.fetch(outputs))[: dataset_size({"x": inputs})]
+
+
+def _batch_placer(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:
+    """``place(batch)``: the batch split over the mesh's ``"data"`` axis (as it is, without a mesh)."""
+    if mesh is None:
+        return lambda batch: batch
+    devices.check_batch_size(batch_size, mesh)
+    sharding = devices.batch_sharding(mesh)
+    return lambda batch: devices.put(batch, sharding)
 
 
 class EarlyStopping(NamedTuple):
@@ -249,7 +267,10 @@ class FitResult(NamedTuple):
 
 
 # Settings that may differ between a run and its resumption.
-RESUMABLE_SETTINGS = ("epochs", "resume", "out", "progress", "data_dir", "manual_dir")
+RESUMABLE_SETTINGS = (
+    "epochs", "resume", "out", "progress", "data_dir", "manual_dir",
+    "devices", "model_shards", "coordinator", "num_processes", "process_id",  # where it runs, not what
+)
 
 
 def _check_resumable(saved: dict, config: dict, path) -> None:
@@ -290,6 +311,7 @@ def fit(
     steps_per_call: int = 1,
     progress: bool | None = None,
     callbacks: Iterable[Callable[[TrainState, dict], None]] = (),
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs of shuffled full batches; evaluate after each epoch.
 
@@ -313,6 +335,10 @@ def fit(
       callbacks: called as ``fn(state, record)`` after each epoch's evaluation; metrics
         they add to ``record`` (``val_f1``, say) join the history, the epoch's line and
         its checkpoint (a run interrupted inside a callback keeps the record without them).
+      mesh: train data-parallel on a device mesh (:func:`jaxdl.devices.make_mesh`): each
+        batch is split over its ``"data"`` axis, the state replicated (or its largest arrays
+        split over ``"model"``). ``batch_size`` must be a multiple of the ``"data"`` size.
+        With several processes, checkpoints are written by process 0 and read by all.
 
     Raises:
       NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
@@ -332,6 +358,7 @@ def fit(
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({source.size} examples)")
     if steps_per_call > 1 and not isinstance(source, ArrayBatches):
         raise ValueError(f"steps_per_call > 1 needs the training data as a dict of arrays, got {type(source).__name__}")
+    place = _batch_placer(mesh, batch_size)
     config = dict(config or {})
     history: list[dict] = []
     train_time = elapsed_before = 0.0
@@ -350,7 +377,9 @@ def fit(
     last_checkpoint = str(found) if found else None
 
     _, shuffle_root = _stream_keys(state.key)
-    step = start = int(state.step)
+    step = start = int(devices.fetch(state.step))
+    if mesh is not None:
+        state = devices.put(state, devices.state_sharding(state, mesh))
     total = epochs * steps_per_epoch
     compile_time = 0.0
     sums: dict[str, float] = {}
@@ -361,7 +390,7 @@ def fit(
     def drain() -> None:
         """Read pending step metrics from the device; stop at the first non-finite loss."""
         done = 0
-        for first, values in jax.device_get(pending):
+        for first, values in devices.fetch(pending):
             values = {name: np.atleast_1d(value) for name, value in values.items()}
             bad = np.flatnonzero(~np.isfinite(values["loss"]))
             if bad.size:
@@ -380,7 +409,13 @@ def fit(
             path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
             last_checkpoint = str(path)
 
-    multi_step = make_multi_step(train_step) if steps_per_call > 1 else None
+    def replicate(tree):
+        return tree if mesh is None else devices.put(tree, devices.replicated(mesh))
+
+    multi_step = data = None
+    if steps_per_call > 1:
+        multi_step = make_multi_step(train_step, None if mesh is None else devices.batch_sharding(mesh))
+        data = replicate(source.data)  # every device gathers its rows of each batch from its own copy
 
     def epoch_calls(epoch: int, offset: int):
         """The rest of an epoch as (steps, fn(state) -> (state, metrics)) calls.
@@ -389,13 +424,13 @@ def fit(
         """
         if multi_step is None:
             for batch in source.train_batches(batch_size, shuffle_root, epoch=epoch, start=offset):
-                yield 1, lambda state, batch=batch: train_step(state, batch)
+                yield 1, lambda state, batch=place(batch): train_step(state, batch)
             return
         order = epoch_order(jax.random.fold_in(shuffle_root, epoch), source.size, batch_size)
         begin = offset
         while begin < steps_per_epoch:
             end = min((begin // steps_per_call + 1) * steps_per_call, steps_per_epoch)
-            yield end - begin, lambda state, ids=order[begin:end]: multi_step(state, source.data, ids)
+            yield end - begin, lambda state, ids=replicate(order[begin:end]): multi_step(state, data, ids)
             begin = end
 
     began_training = time.perf_counter()
@@ -427,7 +462,7 @@ def fit(
             record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
             record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
             if eval_step is not None and eval_source is not None:
-                scores = evaluate(eval_step, state.params, eval_source, batch_size)
+                scores = evaluate(eval_step, state.params, eval_source, batch_size, mesh=mesh)
                 record.update({f"val_{k}": v for k, v in scores.items()})
             record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)

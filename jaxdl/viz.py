@@ -1,6 +1,6 @@
 """Plots, written as PNG files. Uses matplotlib's object API (no pyplot state):
 each function builds a ``Figure``, saves it when given a path, and returns it
-(a notebook shows a returned figure)."""
+(a notebook shows a returned figure). In a multi-process run only process 0 writes files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxdl.devices import is_main_process
+
 
 def _finish(fig: Figure, path: str | os.PathLike | None) -> Figure:
     fig.tight_layout()
-    if path is not None:
+    if path is not None and is_main_process():
         fig.savefig(path, dpi=120)
     return fig
 

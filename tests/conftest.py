@@ -1,6 +1,15 @@
-"""Fixtures shared by test files."""
+"""Fixtures shared by test files, and 8 simulated CPU devices for the multi-device tests."""
+
+import os
+import sys
 
 import pytest
+
+SIMULATED_DEVICES = 8
+if "jax" not in sys.modules:  # XLA reads the flag when JAX starts; on one CPU device it changes nothing else
+    os.environ["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={SIMULATED_DEVICES}"
+    ).strip()
 
 
 @pytest.fixture(scope="session")

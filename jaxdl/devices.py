@@ -1,0 +1,161 @@
+"""Devices and hosts: a mesh, where a training state and its batches live on it, and JAX's
+multi-process runtime.
+
+Data parallelism the ``jax.sharding`` way (no ``pmap``): a mesh with axes
+``("data", "model")``; every batch is split along its first axis over ``"data"``;
+parameters and optimizer state are replicated, or, with a ``"model"`` axis of size
+M > 1, their largest arrays (embeddings, dense and convolution kernels) are split
+over it. The jitted train step is unchanged: XLA sees the shardings of its inputs
+and inserts the all-reduce of the gradients itself.
+
+With several processes (:func:`initialize`), the mesh spans the devices of all of
+them. Every process runs the same program on the same global batches; each puts
+only the rows its own devices hold into device memory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA, MODEL = "data", "model"
+SHARD_MIN_SIZE = 2**14  # parameters with fewer elements stay replicated on a "model" axis
+
+
+class MeshError(ValueError):
+    """A mesh that the devices, the batch size or the processes cannot make."""
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> bool:
+    """Start JAX's multi-process runtime when this run is one of several processes.
+
+    It starts when any argument is given (the rest are found by JAX from the
+    environment: SLURM, Open MPI, Cloud TPU, ``JAX_COORDINATOR_ADDRESS``), or when
+    the environment shows a multi-process launch (``JAX_COORDINATOR_ADDRESS``,
+    ``SLURM_NTASKS`` or ``OMPI_COMM_WORLD_SIZE`` > 1). Returns whether it started.
+    Call it before anything else touches JAX's devices.
+    """
+    launched = os.environ.get("JAX_COORDINATOR_ADDRESS") or any(
+        int(os.environ.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+    )
+    if coordinator is None and num_processes is None and process_id is None and not launched:
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+    return True
+
+
+def make_mesh(devices: int | None = None, model: int = 1) -> Mesh:
+    """A mesh of the first ``devices`` devices (default: all, of every process), shaped
+    (devices // model, model) with axes ``("data", "model")``."""
+    available = jax.device_count()
+    devices = available if devices is None else devices
+    if not 0 < devices <= available:
+        raise MeshError(f"asked for {devices} devices, but JAX sees {available}: {jax.devices()}. "
+                            "On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices.")
+    if devices % model:
+        raise MeshError(f"{devices} devices cannot form a mesh with a model axis of {model}: "
+                            "the device count must be a multiple of it")
+    if jax.process_count() > 1 and devices != available:
+        raise MeshError(f"with {jax.process_count()} processes the mesh uses every device ({available}); "
+                            f"got {devices}")
+    return jax.make_mesh((devices // model, model), (DATA, MODEL), axis_types=(AxisType.Auto,) * 2,
+                         devices=jax.devices()[:devices])
+
+
+def data_size(mesh: Mesh) -> int:
+    """How many ways a batch is split: the size of the mesh's ``"data"`` axis."""
+    return mesh.shape[DATA]
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """A MeshError unless ``batch_size`` splits evenly over the mesh's ``"data"`` axis."""
+    if batch_size % data_size(mesh):
+        raise MeshError(f"batch size {batch_size} does not split over {data_size(mesh)} devices: "
+                            f"use a multiple of {data_size(mesh)} (--batch-size) or fewer devices (--devices)")
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Arrays split along their first (example) axis over ``"data"``."""
+    return NamedSharding(mesh, P(DATA))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A whole copy of the array on every device."""
+    return NamedSharding(mesh, P())
+
+
+def param_sharding(shape: tuple[int, ...], mesh: Mesh, min_size: int = SHARD_MIN_SIZE) -> NamedSharding:
+    """Where a parameter (or optimizer-state) array of ``shape`` lives: split over ``"model"``
+    along its longest axis that the axis size divides, when it is a matrix or more of at
+    least ``min_size`` elements; else replicated."""
+    ways = mesh.shape[MODEL]
+    if ways == 1 or len(shape) < 2 or np.prod(shape) < min_size:
+        return replicated(mesh)
+    fits = [axis for axis in np.argsort(shape)[::-1] if shape[axis] % ways == 0]
+    if not fits:
+        return replicated(mesh)
+    spec = [None] * len(shape)
+    spec[fits[0]] = MODEL
+    return NamedSharding(mesh, P(*spec))
+
+
+def state_sharding(tree: Any, mesh: Mesh, min_size: int = SHARD_MIN_SIZE) -> Any:
+    """:func:`param_sharding` of every array of a pytree (a train state: params and the
+    optimizer's moments, which share their shapes, are split alike)."""
+    return jax.tree.map(lambda leaf: param_sharding(np.shape(leaf), mesh, min_size), tree)
+
+
+def put(tree: Any, sharding: Any) -> Any:
+    """Every array of ``tree`` as a global array placed by ``sharding`` (one, or a pytree of them).
+
+    With one process this is ``jax.device_put``. With several, each process holds the
+    whole array on the host and puts only the pieces its own devices hold.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    shardings = jax.tree.map(lambda _: sharding, tree) if isinstance(sharding, NamedSharding) else sharding
+
+    def place(leaf, where):
+        if isinstance(leaf, jax.Array) and leaf.sharding == where:
+            return leaf
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(place(jax.random.key_data(leaf), where), impl=jax.random.key_impl(leaf))
+        host = host_array(leaf)
+        return jax.make_array_from_callback(host.shape, where, lambda index: host[index])
+
+    return jax.tree.map(place, tree, shardings)
+
+
+def host_array(array) -> np.ndarray:
+    """The whole value of a (possibly multi-process) array as numpy; every process gets it.
+
+    Typed PRNG keys are not arrays of numbers: pass their ``jax.random.key_data``.
+    """
+    if not isinstance(array, jax.Array) or array.is_fully_addressable:
+        return np.asarray(array)
+    if array.is_fully_replicated:
+        return np.asarray(array.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def fetch(tree: Any) -> Any:
+    """``jax.device_get`` that also reads arrays spread over several processes (:func:`host_array`)."""
+    return jax.device_get(tree) if jax.process_count() == 1 else jax.tree.map(host_array, tree)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files (checkpoints, plots, metrics): process 0."""
+    return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+    """Wait until every process reaches this point (no-op with one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
