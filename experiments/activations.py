@@ -57,7 +57,7 @@ DEPTHS = (10, 20)  # hidden layers allowed: the point needs a deep network
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/activations", epochs=5, batch_size=128, lr=0.03, data=True
+        __doc__.split("\n\n")[0], out="runs/activations", epochs=5, batch_size=128, lr=0.03, data=True, scales=True
     )
     parser.add_argument("--depth", type=experiment.positive_int, default=12,
                         help=f"hidden layers, {DEPTHS[0]} to {DEPTHS[1]}")
@@ -115,6 +115,7 @@ def save_with_markers(fig: Figure, path) -> None:
 
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
+    mesh = experiment.device_mesh(args, parser)
     checkpoints = experiment.checkpoint_dir(args, parser)
     train, test = load(args)
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
@@ -136,11 +137,11 @@ def main(argv=None) -> dict:
         print(f"\ntraining the {name} network")
         results[name] = fit(
             TrainState.create(initial[name], optimizer, state_key),
-            make_train_step(model.apply, softmax_cross_entropy, optimizer), train,
+            make_train_step(experiment.compute_apply(model.apply, args), softmax_cross_entropy, optimizer), train,
             epochs=args.epochs, batch_size=args.batch_size,
-            eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=test,
+            eval_step=make_eval_step(experiment.compute_apply(model.apply, args), softmax_cross_entropy), eval_data=test,
             checkpoint_dir=checkpoints / name, resume=args.resume,
-            config={**experiment.run_config(args), "activation": name}, progress=args.progress,
+            config={**experiment.run_config(args), "activation": name}, progress=args.progress, mesh=mesh,
         )
 
     print("\ntraining loss and test accuracy after each epoch:")

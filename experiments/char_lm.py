@@ -66,7 +66,7 @@ SCORE_BATCH = 128
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/char_lm", epochs=6, batch_size=32, lr=5e-3, data=True
+        __doc__.split("\n\n")[0], out="runs/char_lm", epochs=6, batch_size=32, lr=5e-3, data=True, scales=True
     )
     parser.add_argument("--cell", choices=tuple(CELLS), default="gru", help="recurrent cell")
     parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
@@ -293,6 +293,7 @@ def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     if args.sample is not None or args.fill is not None:
         return use_model(args)
+    mesh = experiment.device_mesh(args, parser)
     checkpoints = experiment.checkpoint_dir(args, parser)
     began = time.perf_counter()
     train_text, validation_text, source = load_texts(args)
@@ -323,12 +324,13 @@ def main(argv=None) -> dict:
     optimizer = optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(schedule))
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
     _, params = model.init(init_key, (-1, args.window))
+    apply = experiment.compute_apply(model.apply, args)
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=validation_data,
+        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=validation_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={k: v for k, v in experiment.run_config(args).items() if k not in USE_FLAGS},
+        config={k: v for k, v in experiment.run_config(args).items() if k not in USE_FLAGS}, mesh=mesh,
     )
     history = result.history
     print(format_table(

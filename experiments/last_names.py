@@ -61,7 +61,7 @@ BASELINE = {"epochs": 3, "batch_size": 256, "lr": 0.05}  # logistic regression c
 def parse_args(argv):
     parser = experiment.experiment_parser(
         __doc__.split("\n\n")[0], out="runs/last_names", epochs=12, batch_size=32, lr=2e-3, data=True,
-        ensemble=True,
+        ensemble=True, scales=True,
     )
     parser.epilog = ('Then "last_names.py tag TEXT" marks the people, their last names and the other entities '
                      "of TEXT with the saved networks (last_names.py tag --help).")
@@ -129,7 +129,7 @@ def feature_arrays(split: dict) -> dict[str, np.ndarray]:
     }
 
 
-def train_baseline(train: dict, args, checkpoints: Path) -> tuple[FitResult, float]:
+def train_baseline(train: dict, args, checkpoints: Path, mesh) -> tuple[FitResult, float]:
     """The logistic unit on the hand-made features of every training token, and the
     threshold on its logit that gives the best F1 on those tokens (last names are 3% of
     them: at P = 0.5 the unit would hardly ever say "last name")."""
@@ -143,6 +143,7 @@ def train_baseline(train: dict, args, checkpoints: Path) -> tuple[FitResult, flo
         data, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"], steps_per_call=100,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
         config={"features": list(FEATURES), **BASELINE, "seed": args.seed, "train_examples": args.train_examples},
+        mesh=mesh,
     )
     logits = predict(model.apply, result.state.params, data["x"], 4096)[:, 0]
     return result, best_f1_threshold(logits, data["y"])
@@ -172,11 +173,11 @@ def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries
     return bucket_examples(rows, boundaries, token_columns={"y": [[tag_ids[t] for t in s] for s in split["ner"]]})
 
 
-def make_tag_fn(model, tags: list[str]):
+def make_tag_fn(apply, tags: list[str]):
     """``tag(members, data: Buckets) -> tags of each sentence`` (lists of str, in input order):
     the most probable tag of each token, by the probabilities of the networks whose params
     are ``members`` added up (the average's argmax)."""
-    probabilities = jit(lambda params, x: jax.nn.softmax(model.apply(params, x)))
+    probabilities = jit(lambda params, x: jax.nn.softmax(apply(params, x)))
 
     def tag(members: list, data: Buckets) -> list[list[str]]:
         found: list = [None] * data.size
@@ -190,16 +191,18 @@ def make_tag_fn(model, tags: list[str]):
     return tag
 
 
-def train_tagger(model, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback) -> FitResult:
-    """One tagger from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+def train_tagger(model, apply, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback,
+                 mesh) -> FitResult:
+    """One tagger from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on the
+    devices of ``mesh``; prints its learning curve."""
     init_key, state_key = jax.random.split(jax.random.key(seed))
     _, params = model.init(init_key, (-1, data.boundaries[-1], 1 + args.max_chars))
     steps = args.epochs * data.steps_per_epoch(args.batch_size)
     optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints, resume=args.resume,
-        progress=args.progress, callbacks=[callback],
+        progress=args.progress, callbacks=[callback], mesh=mesh,
         config={**experiment.member_config(args, seed), "tags": tags, "boundaries": list(data.boundaries)},
     )
     print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
@@ -234,7 +237,7 @@ def entity_table(entities: dict[str, dict[str, Scores]]) -> str:
     )
 
 
-def train(args, checkpoints: Path) -> dict:
+def train(args, checkpoints: Path, mesh) -> dict:
     """Train and score both approaches, print them side by side, write metrics.json; return the metrics."""
     began = time.perf_counter()
     limit = f"[:{args.train_examples}]" if args.train_examples else ""
@@ -243,7 +246,7 @@ def train(args, checkpoints: Path) -> dict:
         print(describe(name, split))
 
     print(f"\n1. Hand-made features ({', '.join(FEATURES)}) -> one logistic unit")
-    baseline, threshold = train_baseline(splits["train"], args, checkpoints / "baseline")
+    baseline, threshold = train_baseline(splits["train"], args, checkpoints / "baseline", mesh)
     atomic_write(args.out / "baseline.json", json.dumps({"threshold": threshold}).encode())
     weights = baseline.state.params["unit"]["w"][:, 0]
     print(format_table(("feature", "weight"), [(f, f"{w:+.2f}") for f, w in zip(FEATURES, weights)], right=(1,)))
@@ -273,7 +276,8 @@ def train(args, checkpoints: Path) -> dict:
     _, params = abstract_init(model, (-1, boundaries[-1], 1 + args.max_chars))
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
-    tag_sentences = make_tag_fn(model, tags)
+    apply = experiment.compute_apply(model.apply, args)
+    tag_sentences = make_tag_fn(apply, tags)
 
     def score_dev(state, record):
         entities = span_scores(splits["dev"]["ner"], tag_sentences([state.params], data["dev"]))
@@ -283,7 +287,7 @@ def train(args, checkpoints: Path) -> dict:
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints / "tagger")):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train_tagger(model, tags, data["train"], args, seed, folder, score_dev))
+        results.append(train_tagger(model, apply, tags, data["train"], args, seed, folder, score_dev, mesh))
     members = [result.state.params for result in results]
 
     entities, network_scores = {}, {}
@@ -336,7 +340,7 @@ def run_tag(argv) -> list[dict]:
         sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
     settings, tags = networks[0].config, networks[0].config["tags"]
     model = build_tagger(settings, words, chars, tags)
-    tag_sentences = make_tag_fn(model, tags)
+    tag_sentences = make_tag_fn(model.apply, tags)
     members = [network.state["params"] for network in networks]
     sentences = [tokenize_news(text) for text in texts]  # a non-blank text has at least one token
     rows = [encode_tokens(tokens, words, chars, settings["max_chars"]) for tokens in sentences]
@@ -356,7 +360,8 @@ def main(argv=None):
     if argv[:1] == ["tag"]:
         return run_tag(argv[1:])
     parser, args = parse_args(argv)
-    return train(args, experiment.checkpoint_dir(args, parser))
+    mesh = experiment.device_mesh(args, parser)
+    return train(args, experiment.checkpoint_dir(args, parser), mesh)
 
 
 if __name__ == "__main__":

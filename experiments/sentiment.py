@@ -43,7 +43,8 @@ MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dr
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True, ensemble=True
+        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True, ensemble=True,
+        scales=True,
     )
     parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
     parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
@@ -79,10 +80,11 @@ def encode(vocabulary: Vocabulary, sentences) -> list[list[int]]:
     return [vocabulary.encode(tokenize_words(sentence, lower=True)) for sentence in sentences]
 
 
-def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
-    """(networks, sentences, 2) class probabilities of each network (params in ``members``)."""
+def probabilities(apply, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
+    """(networks, sentences, 2) class probabilities of each network (params in ``members``),
+    computed by ``apply`` (a model's, or it in another dtype)."""
     ids, _ = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
-    return np.stack([np.asarray(jax.nn.softmax(predict(model.apply, params, ids, 128))) for params in members])
+    return np.stack([np.asarray(jax.nn.softmax(predict(apply, params, ids, 128))) for params in members])
 
 
 def run_predictions(args) -> list[float]:
@@ -96,25 +98,26 @@ def run_predictions(args) -> list[float]:
     except (VocabularyError, CheckpointError) as error:
         sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
     model = build_model(vocabulary, checkpoints[0].config)
-    each = probabilities(model, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
+    each = probabilities(model.apply, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
     positive = each.mean(0)[:, 1]
     for sentence, p in zip(sentences, positive):
         print(f"{p:.3f}  {sentence}")
     return [float(p) for p in positive]
 
 
-def train_network(model, train_data, dev_data, args, seed: int, checkpoints) -> FitResult:
-    """One network from ``seed``, checkpointed in ``checkpoints``; prints its learning curve."""
+def train_network(model, apply, train_data, dev_data, args, seed: int, checkpoints, mesh) -> FitResult:
+    """One network from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on
+    the devices of ``mesh``; prints its learning curve."""
     steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
     optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
     init_key, state_key = jax.random.split(jax.random.key(seed))
     _, params = model.init(init_key, (-1, train_data.boundaries[-1]))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(model.apply, softmax_cross_entropy), eval_data=dev_data,
+        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=dev_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config=experiment.member_config(args, seed, ignore=("predict",)),
+        config=experiment.member_config(args, seed, ignore=("predict",)), mesh=mesh,
     )
     print(experiment.history_table(result.history, "dev"))
     return result
@@ -124,6 +127,7 @@ def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     if args.predict:
         return {"p_positive": run_predictions(args)}
+    mesh = experiment.device_mesh(args, parser)
     checkpoints = experiment.checkpoint_dir(args, parser)
     split = f"train[:{args.train_examples}]" if args.train_examples else "train"
     train, dev = experiment.load_text(args, "glue/sst2", split), experiment.load_text(args, "glue/sst2", "validation")
@@ -139,13 +143,14 @@ def main(argv=None) -> dict:
 
     model = build_model(vocabulary, vars(args))
     summary(model, (-1, boundaries[-1]))
+    apply = experiment.compute_apply(model.apply, args)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train_network(model, train_data, dev_data, args, seed, folder))
+        results.append(train_network(model, apply, train_data, dev_data, args, seed, folder, mesh))
 
-    each = probabilities(model, [result.state.params for result in results], vocabulary, dev["sentence"])
+    each = probabilities(apply, [result.state.params for result in results], vocabulary, dev["sentence"])
     labels = dev["label"]
     member_accuracies = [float((p.argmax(-1) == labels).mean()) for p in each]
     accuracy = float((each.mean(0).argmax(-1) == labels).mean())

@@ -96,7 +96,7 @@ def test_unknown_characters_are_tagged_too(toy):
 
 def test_tag_function_returns_sentences_in_input_order_across_buckets(toy):
     model, params, rows, test, _ = toy
-    tag_sentences = last_names.make_tag_fn(model, TAGS)
+    tag_sentences = last_names.make_tag_fn(model.apply, TAGS)
     data = bucket_examples(rows(test), (8, 16))
     assert len(data.arrays[0]["x"]) and len(data.arrays[1]["x"])  # both buckets used
     one_by_one = tags_of(model, params, rows(test))

@@ -101,6 +101,6 @@ def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsy
     vocabulary = sentiment.Vocabulary.load(out / "vocabulary.json")
     checkpoints = [dl.load_checkpoint(folder) for folder in members]
     model = sentiment.build_model(vocabulary, checkpoints[0].config)
-    each = sentiment.probabilities(model, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
+    each = sentiment.probabilities(model.apply, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
     assert each.shape == (2, 1, 2) and each[0, 0, 1] != each[1, 0, 1]
     np.testing.assert_allclose(p_positive, [each[:, 0, 1].mean()], rtol=1e-6)  # the networks' average
