@@ -43,6 +43,9 @@ def parse_args(argv):
                         help="augmentation: move training images by up to this many pixels (0: none)")
     parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                         help="train on the first N training images only (a quick run); default: all")
+    parser.add_argument("--steps-per-call", type=experiment.positive_int, default=1,
+                        help="training steps per jitted call (a lax.scan over batches on the device): "
+                        "on a GPU, many remove the per-step dispatch; on a CPU, 1 is fastest")
     args = parser.parse_args(argv)
     return parser, args
 
@@ -100,7 +103,7 @@ def train(model, apply, data, args, seed: int, checkpoints, mesh) -> FitResult:
         TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=data.test,
-        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
+        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress, steps_per_call=args.steps_per_call,
         config=experiment.member_config(args, seed), mesh=mesh,
     )
     print(experiment.history_table(result.history, "test"))

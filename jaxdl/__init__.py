@@ -10,6 +10,7 @@ flows through explicit keys. The names a notebook user types are here::
 
 from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from jaxdl.compiler import jit
+from jaxdl.devices import make_mesh
 from jaxdl.layers import (
     AvgPool,
     CharCNN,
@@ -41,6 +42,7 @@ from jaxdl.layers import (
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
 from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_matrix, span_scores
 from jaxdl.data import DataError, load_image_classification
+from jaxdl.precision import mixed_precision
 from jaxdl.models import cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 from jaxdl.train import (

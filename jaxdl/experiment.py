@@ -224,12 +224,10 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
     to ``--train-examples`` when the script has that flag; a DataError ends the run with its message."""
     began = time.perf_counter()
     try:
-        data = load_image_classification(name, data_dir=args.data_dir, manual_dir=args.manual_dir)
+        data = load_image_classification(name, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                                         train_examples=getattr(args, "train_examples", None))
     except DataError as error:
         sys.exit(f"error: {error}")
-    limit = getattr(args, "train_examples", None)
-    if limit:
-        data = data._replace(train={key: column[:limit] for key, column in data.train.items()})
     print(f"{name}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
           f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
     return data

@@ -69,9 +69,12 @@ def load_arrays(name: str, split: str, *, data_dir=None, manual_dir=None) -> dic
     return _split_arrays(builder, split)
 
 
-def load_image_classification(name: str = "mnist", *, data_dir=None, manual_dir=None) -> ImageClassification:
+def load_image_classification(
+    name: str = "mnist", *, data_dir=None, manual_dir=None, train_examples: int | None = None
+) -> ImageClassification:
     """The ``train`` and ``test`` splits of an image-classification dataset (``image`` and
-    ``label`` features): ``x`` float32 (N, H, W, C) scaled to [0, 1], ``y`` int32 (N,)."""
+    ``label`` features): ``x`` float32 (N, H, W, C) scaled to [0, 1], ``y`` int32 (N,).
+    ``train_examples`` reads only the first that many training examples."""
     builder = _builder(name, data_dir)
     features = builder.info.features
     if not {"image", "label"} <= set(features.keys()):
@@ -93,7 +96,8 @@ def load_image_classification(name: str = "mnist", *, data_dir=None, manual_dir=
         arrays = _split_arrays(builder, which)
         return {"x": arrays["image"].astype(np.float32) * scale, "y": arrays["label"].astype(np.int32)}
 
-    return ImageClassification(split("train"), split("test"), label.num_classes, list(label.names))
+    train = "train" if train_examples is None else f"train[:{train_examples}]"
+    return ImageClassification(split(train), split("test"), label.num_classes, list(label.names))
 
 
 # --- TensorFlow, quietly and off the GPUs -------------------------------------------------
