@@ -233,3 +233,24 @@ def plot_confusion_matrix(
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="true", title=title)
     return _finish(fig, path)
+
+
+def plot_norm_histograms(norms: Mapping[str, np.ndarray], clip: float, path=None, *, title: str = "") -> Figure:
+    """One histogram of per-example gradient norms per name, stacked, on a shared log x axis with
+    ``clip`` marked. The axis starts at the 0.5% quantile of all norms; smaller ones count in the first bin."""
+    values = np.concatenate(list(norms.values()))
+    positive = values[values > 0]
+    lo = min(np.quantile(positive, 0.005) if positive.size else clip, clip) / 1.1
+    bins = np.geomspace(lo, max(values.max(), clip) * 1.1, 60)
+    fig = Figure(figsize=(6.5, 1.3 + 1.6 * len(norms)))
+    axes = fig.subplots(len(norms), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, (label, v)) in enumerate(zip(axes, norms.items())):
+        ax.hist(np.maximum(v, lo), bins=bins, color=f"C{i}", alpha=0.8, label=label)
+        ax.axvline(clip, color="k", linestyle="--", label=f"--clip {clip:g}")
+        ax.set_ylabel("images")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("per-example gradient norm (L2 over all weights)")
+    return _finish(fig, path)

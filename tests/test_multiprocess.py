@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from experiment_scripts import EXPERIMENTS, load_experiment
+
 from jaxdl.checkpoint import load_checkpoint
 
 QUICK = ["--epochs", "2", "--train-examples", "1024", "--batch-size", "64", "--width", "8", "--hidden", "32"]

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_devices import toy_problem
 
 import jaxdl as dl
 from jaxdl.models import cnn, rnn_classifier
 from jaxdl.precision import mixed_precision
-from test_devices import toy_problem
 
 
 def test_the_network_sees_bfloat16_and_returns_float32():
