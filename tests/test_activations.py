@@ -52,7 +52,7 @@ def test_gradient_norms_equal_a_direct_jax_grad():
 
 def test_quick_run_on_real_mnist_writes_its_outputs(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = activations.main(["--train-examples", "2000", "--epochs", "1", "--out", str(out),
+    metrics = activations.main(["--devices", "1", "--train-examples", "2000", "--epochs", "1", "--out", str(out),
                                 "--data-dir", str(mnist_data_dir)])
     printed = capsys.readouterr().out
     assert "|d loss / d w| per layer at initialisation" in printed

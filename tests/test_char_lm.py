@@ -174,7 +174,7 @@ def test_other_usage_errors(tmp_path, capsys):
 # ------------------------------------------------------------------------ a real run
 def test_quick_run_on_tiny_shakespeare_then_sample_and_fill(tmp_path, tiny_shakespeare_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = char_lm.main(["--data-dir", str(tiny_shakespeare_data_dir), "--out", str(out), "--train-chars", "40000",
+    metrics = char_lm.main(["--devices", "1", "--data-dir", str(tiny_shakespeare_data_dir), "--out", str(out), "--train-chars", "40000",
                             "--window", "32", "--batch-size", "32", "--hidden", "32", "--embed", "16", "--epochs", "1",
                             "--lr", "1e-2", "--no-progress"])
     assert metrics["val_loss"] < 3.6  # a uniform guess over 65 characters is ln 65 = 4.17 nats

@@ -136,7 +136,7 @@ def test_help_documents_both_commands():
 
 def test_quick_real_run_then_tag(tmp_path, conll2003_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = last_names.main(["--train-examples", "2000", "--epochs", "5", "--lr", "1e-2", "--hidden", "32",
+    metrics = last_names.main(["--devices", "1", "--train-examples", "2000", "--epochs", "5", "--lr", "1e-2", "--hidden", "32",
                                "--embed", "32", "--char-features", "16", "--layers", "1", "--dropout", "0.1",
                                "--buckets", "64", "--out", str(out), "--data-dir", str(conll2003_data_dir)])
     printed = capsys.readouterr().out

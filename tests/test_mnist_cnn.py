@@ -45,6 +45,7 @@ def test_quick_run_on_real_mnist_learns_well_above_chance(tmp_path, mnist_data_d
     metrics = mnist_cnn.main(["--epochs", "2", "--train-examples", "3000", "--out", str(out),
                               "--data-dir", str(mnist_data_dir)])
     printed = capsys.readouterr().out
+    assert "devices: 8 x cpu as data 8 x model 1" in printed  # by default, every device (conftest.py's 8)
     assert metrics["test_accuracy"] > 0.85  # chance is 0.10
     on_disk = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "train_time_s", "compile_time_s", "images_per_s", "time_to_99_s", "peak_rss_mb"):
@@ -78,7 +79,7 @@ def test_invalid_flags_are_rejected(flags, message, tmp_path, capsys):
 
 def test_ensemble_trains_each_network_from_its_own_seed_and_averages(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "ensemble"
-    metrics = mnist_cnn.main(["--ensemble", "2", "--epochs", "1", "--train-examples", "2000", "--out", str(out),
+    metrics = mnist_cnn.main(["--ensemble", "2", "--devices", "1", "--epochs", "1", "--train-examples", "2000", "--out", str(out),
                               "--data-dir", str(mnist_data_dir)])
     assert len(metrics["member_test_accuracies"]) == 2
     assert metrics["member_test_accuracies"][0] != metrics["member_test_accuracies"][1]  # seeds 0 and 1

@@ -83,7 +83,7 @@ def test_predict_without_a_trained_model_says_what_to_do(tmp_path):
 
 def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = sentiment.main(["--epochs", "2", "--train-examples", "6000", "--lr", "5e-3", "--hidden", "32",
+    metrics = sentiment.main(["--epochs", "2", "--devices", "1", "--train-examples", "6000", "--lr", "5e-3", "--hidden", "32",
                               "--embed", "32", "--ensemble", "2", "--out", str(out),
                               "--data-dir", str(sst2_data_dir)])
     assert metrics["dev_accuracy"] > 0.6  # chance is about 0.5
