@@ -44,7 +44,7 @@ import optax
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from jaxdl import experiment, viz
+from jaxdl import devices, experiment, viz
 from jaxdl.layers import Layer, ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
@@ -110,7 +110,8 @@ def save_with_markers(fig: Figure, path) -> None:
         for line in ax.lines:
             line.set_marker("o")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.savefig(path, dpi=120)
+    if devices.is_main_process():
+        fig.savefig(path, dpi=120)
 
 
 def main(argv=None) -> dict:

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import devices, experiment, viz
 from jaxdl.checkpoint import CheckpointError, atomic_write, load_checkpoint
 from jaxdl.compiler import jit
 from jaxdl.data import label_names
@@ -247,7 +247,8 @@ def train(args, checkpoints: Path, mesh) -> dict:
 
     print(f"\n1. Hand-made features ({', '.join(FEATURES)}) -> one logistic unit")
     baseline, threshold = train_baseline(splits["train"], args, checkpoints / "baseline", mesh)
-    atomic_write(args.out / "baseline.json", json.dumps({"threshold": threshold}).encode())
+    if devices.is_main_process():
+        atomic_write(args.out / "baseline.json", json.dumps({"threshold": threshold}).encode())
     weights = baseline.state.params["unit"]["w"][:, 0]
     print(format_table(("feature", "weight"), [(f, f"{w:+.2f}") for f, w in zip(FEATURES, weights)], right=(1,)))
     print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum plus the bias passes "

@@ -119,7 +119,7 @@ def save_checkpoint(
             old.unlink(missing_ok=True)
         for stale in directory.glob(".step_*.ckpt.tmp-*"):  # left by saves that were killed
             stale.unlink(missing_ok=True)
-    devices.sync(f"checkpoint {path}")
+    devices.sync(f"checkpoint step {step}")
     return path
 
 

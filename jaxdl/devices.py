@@ -9,8 +9,9 @@ over it. The jitted train step is unchanged: XLA sees the shardings of its input
 and inserts the all-reduce of the gradients itself.
 
 With several processes (:func:`initialize`), the mesh spans the devices of all of
-them. Every process runs the same program on the same global batches; each puts
-only the rows its own devices hold into device memory.
+them. Every process runs the same program on the same global batches: each holds
+the whole (in-memory) dataset, draws every global batch, and hands its own devices
+only their rows of it (:func:`put`).
 """
 
 from __future__ import annotations
@@ -32,24 +33,27 @@ class MeshError(ValueError):
     """A mesh that the devices, the batch size or the processes cannot make."""
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> bool:
-    """Start JAX's multi-process runtime when this run is one of several processes.
+def _launched_as_several(environ=os.environ) -> bool:
+    """Whether a launcher started this process as one of several: ``JAX_COORDINATOR_ADDRESS``,
+    a SLURM job step (``srun``) of more than one task, or Open MPI with more than one rank."""
 
-    It starts when any argument is given (the rest are found by JAX from the
-    environment: SLURM, Open MPI, Cloud TPU, ``JAX_COORDINATOR_ADDRESS``), or when
-    the environment shows a multi-process launch (``JAX_COORDINATOR_ADDRESS``,
-    ``SLURM_NTASKS`` or ``OMPI_COMM_WORLD_SIZE`` > 1). Returns whether it started.
-    Call it before anything else touches JAX's devices.
+    def count(name: str) -> int:
+        text = environ.get(name, "").strip()
+        return int(text) if text.isdigit() else 1
+
+    slurm_step = "SLURM_STEP_ID" in environ and count("SLURM_NTASKS") > 1
+    return bool(environ.get("JAX_COORDINATOR_ADDRESS")) or slurm_step or count("OMPI_COMM_WORLD_SIZE") > 1
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
+    """Start JAX's multi-process runtime when this run is one of several processes: when any
+    argument is given (JAX finds the others in the environment: SLURM, Open MPI, Cloud TPU,
+    ``JAX_COORDINATOR_ADDRESS``), or when a launcher started it as one of several
+    (:func:`_launched_as_several`). Call it before anything else touches JAX's devices.
     """
-    launched = os.environ.get("JAX_COORDINATOR_ADDRESS") or any(
-        int(os.environ.get(name, "1")) > 1 for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
-    )
-    if coordinator is None and num_processes is None and process_id is None and not launched:
-        return False
-    if jax.distributed.is_initialized():
-        return True
-    jax.distributed.initialize(coordinator, num_processes, process_id)
-    return True
+    given = coordinator is not None or num_processes is not None or process_id is not None
+    if (given or _launched_as_several()) and not jax.distributed.is_initialized():
+        jax.distributed.initialize(coordinator, num_processes, process_id)
 
 
 def make_mesh(devices: int | None = None, model: int = 1) -> Mesh:
@@ -59,13 +63,13 @@ def make_mesh(devices: int | None = None, model: int = 1) -> Mesh:
     devices = available if devices is None else devices
     if not 0 < devices <= available:
         raise MeshError(f"asked for {devices} devices, but JAX sees {available}: {jax.devices()}. "
-                            "On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices.")
+                        "On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices.")
     if devices % model:
         raise MeshError(f"{devices} devices cannot form a mesh with a model axis of {model}: "
-                            "the device count must be a multiple of it")
+                        "the device count must be a multiple of it")
     if jax.process_count() > 1 and devices != available:
         raise MeshError(f"with {jax.process_count()} processes the mesh uses every device ({available}); "
-                            f"got {devices}")
+                        f"got {devices}")
     return jax.make_mesh((devices // model, model), (DATA, MODEL), axis_types=(AxisType.Auto,) * 2,
                          devices=jax.devices()[:devices])
 
@@ -79,7 +83,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """A MeshError unless ``batch_size`` splits evenly over the mesh's ``"data"`` axis."""
     if batch_size % data_size(mesh):
         raise MeshError(f"batch size {batch_size} does not split over {data_size(mesh)} devices: "
-                            f"use a multiple of {data_size(mesh)} (--batch-size) or fewer devices (--devices)")
+                        f"use a multiple of {data_size(mesh)} (--batch-size) or fewer devices (--devices)")
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -141,8 +145,6 @@ def host_array(array) -> np.ndarray:
     """
     if not isinstance(array, jax.Array) or array.is_fully_addressable:
         return np.asarray(array)
-    if array.is_fully_replicated:
-        return np.asarray(array.addressable_data(0))
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 

@@ -128,7 +128,10 @@ def _add_scaling_flags(parser: argparse.ArgumentParser) -> None:
 def device_mesh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Mesh:
     """Start the multi-process runtime if this is one of several processes, then the mesh of
     ``--devices`` and ``--model-shards`` (a bad combination is a usage error); prints it."""
-    devices.initialize(args.coordinator, args.num_processes, args.process_id)
+    try:
+        devices.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (ValueError, RuntimeError) as error:  # JAX's own: a missing process count, no coordinator
+        parser.error(f"cannot start the multi-process run: {error}")
     try:
         mesh = devices.make_mesh(args.devices, args.model_shards)
         devices.check_batch_size(args.batch_size, mesh)
@@ -249,5 +252,6 @@ def run_vocabulary(args: argparse.Namespace, filename: str, build: Callable[[], 
     if args.resume and path.exists():
         return Vocabulary.load(path)
     vocabulary = build()
-    vocabulary.save(path)
+    if devices.is_main_process():  # every process builds the same one
+        vocabulary.save(path)
     return vocabulary

@@ -268,16 +268,18 @@ class FitResult(NamedTuple):
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_SETTINGS = (
-    "epochs", "resume", "out", "progress", "data_dir", "manual_dir",
+    "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
     "devices", "model_shards", "coordinator", "num_processes", "process_id",  # where it runs, not what
 )
 
 
 def _check_resumable(saved: dict, config: dict, path) -> None:
+    """A ValueError if ``config`` differs from the ``saved`` one in a setting that changes the
+    run. Settings the saved run did not have (its jaxdl predates them) are not compared."""
     config = json_ready(config, "config")  # as it was saved: tuples become lists
     changed = {
         k: (saved.get(k), config.get(k))
-        for k in set(saved) | set(config)
+        for k in saved
         if k not in RESUMABLE_SETTINGS and saved.get(k) != config.get(k)
     }
     if changed:
@@ -379,7 +381,11 @@ def fit(
     _, shuffle_root = _stream_keys(state.key)
     step = start = int(devices.fetch(state.step))
     if mesh is not None:
-        state = devices.put(state, devices.state_sharding(state, mesh))
+        shardings = devices.state_sharding(state, mesh)
+        state = devices.put(state, shardings)
+        # Pinned outputs: left to itself, XLA may hand back a state laid out otherwise (a small
+        # kernel split over "model"), which the next call would have to compile for again.
+        train_step = jit(train_step, out_shardings=(shardings, devices.replicated(mesh)))
     total = epochs * steps_per_epoch
     compile_time = 0.0
     sums: dict[str, float] = {}
@@ -415,6 +421,8 @@ def fit(
     multi_step = data = None
     if steps_per_call > 1:
         multi_step = make_multi_step(train_step, None if mesh is None else devices.batch_sharding(mesh))
+        if mesh is not None:
+            multi_step = jit(multi_step, out_shardings=(shardings, devices.replicated(mesh)))
         data = replicate(source.data)  # every device gathers its rows of each batch from its own copy
 
     def epoch_calls(epoch: int, offset: int):

@@ -30,7 +30,8 @@ def toy_problem(n=512, seed=0):
     return {"x": x, "y": y}
 
 
-MODEL = dl.serial(dl.Dense(256, name="hidden"), dl.ReLU(), dl.Dropout(0.2), dl.Dense(4, name="output"))
+MODEL = dl.serial(dl.Dense(1024, name="hidden"), dl.ReLU(), dl.Dropout(0.2), dl.Dense(4, name="output"))
+SPLIT = jax.sharding.PartitionSpec(None, "model")  # the hidden kernel (16, 1024) on a model axis: its longer axis
 OPTIMIZER = optax.adam(3e-3)
 
 
@@ -44,7 +45,9 @@ def step_losses(mesh):
     step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
     state, data = fresh_state(), toy_problem()
     if mesh is not None:
-        state = devices.put(state, devices.state_sharding(state, mesh))
+        shardings = devices.state_sharding(state, mesh)
+        state = devices.put(state, shardings)
+        step = jax.jit(step, out_shardings=(shardings, devices.replicated(mesh)))  # as fit pins them
     losses = []
     for i in range(STEPS):
         rows = slice((i * BATCH) % 512, (i * BATCH) % 512 + BATCH)
@@ -78,10 +81,9 @@ def test_a_model_axis_splits_the_largest_parameters_and_trains_alike(eight_devic
     alone, _ = one_device_run
     split, state = step_losses(mesh)
     np.testing.assert_allclose(split, alone, rtol=2e-5, atol=1e-6)
-    hidden = state.params["hidden"]["w"]  # (16, 256): 4,096 elements, under the default threshold
-    assert hidden.sharding.is_fully_replicated
-    sharding = devices.param_sharding((16, 256), mesh, min_size=1024)
-    assert sharding.spec == jax.sharding.PartitionSpec(None, "model")  # its longer axis
+    assert state.params["hidden"]["w"].sharding.spec == SPLIT  # 16,384 elements: split
+    assert state.opt_state[0].mu["hidden"]["w"].sharding.spec == SPLIT  # Adam's moments alike
+    assert state.params["output"]["w"].sharding.is_fully_replicated  # (1024, 4): under the threshold
     assert devices.param_sharding((3, 5), mesh, min_size=1).is_fully_replicated  # no axis splits in 2
     assert devices.param_sharding((4096,), mesh, min_size=1).is_fully_replicated  # vectors stay whole
 
@@ -91,13 +93,26 @@ def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
     data, test = toy_problem(256), toy_problem(100, seed=1)
     eval_step = make_eval_step(MODEL.apply, dl.softmax_cross_entropy)
 
+    step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
+    seen = []
+
+    def spy(state, batch):  # traced inside fit's jitted call: the shardings XLA compiles for
+        for x in (batch["x"], state.params["hidden"]["w"]):
+            jax.debug.inspect_array_sharding(x, callback=lambda sharding: seen.append(getattr(sharding, "spec", None)))
+        return step(state, batch)
+
     def run(mesh):
-        result = fit(fresh_state(), make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER), data,
-                     epochs=2, batch_size=BATCH, eval_step=eval_step, eval_data=test, progress=False,
-                     steps_per_call=steps_per_call, mesh=mesh)
+        result = fit(fresh_state(), spy, data, epochs=2, batch_size=BATCH,
+                     eval_step=eval_step, eval_data=test, progress=False, steps_per_call=steps_per_call, mesh=mesh)
+        if mesh is not None:
+            assert result.state.params["hidden"]["w"].sharding.spec == SPLIT
         return [[r[k] for k in ("train_loss", "val_loss", "val_accuracy")] for r in result.history]
 
-    np.testing.assert_allclose(run(devices.make_mesh(eight_devices, model=2)), run(None), rtol=1e-5)
+    spread = run(devices.make_mesh(eight_devices, model=2))
+    # compiled for the batch split over "data" and the kernel over "model", once per call shape
+    # (8 steps an epoch: calls of 5 and 3 steps): the state's layout holds from call to call
+    assert seen == [jax.sharding.PartitionSpec("data"), SPLIT] * (1 if steps_per_call == 1 else 2)
+    np.testing.assert_allclose(spread, run(None), rtol=1e-5)
 
 
 def test_evaluate_splits_padded_batches_over_the_mesh(eight_devices):
@@ -113,10 +128,11 @@ def test_a_run_on_8_devices_resumes_on_2(eight_devices, tmp_path):
     data = toy_problem(256)
     step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
     whole = fit(fresh_state(), step, data, epochs=2, batch_size=BATCH, progress=False)
-    fit(fresh_state(), step, data, epochs=1, batch_size=BATCH, progress=False, checkpoint_dir=tmp_path,
-        mesh=devices.make_mesh(eight_devices))
+    first = fit(fresh_state(), step, data, epochs=1, batch_size=BATCH, progress=False, checkpoint_dir=tmp_path,
+                mesh=devices.make_mesh(eight_devices, model=2))
     resumed = fit(fresh_state(), step, data, epochs=2, batch_size=BATCH, progress=False, checkpoint_dir=tmp_path,
                   resume=True, mesh=devices.make_mesh(2))
+    assert resumed.history[0] == first.history[0]  # epoch 1 was read back, not trained again
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in whole.history],
                                                                         rel=1e-5)
 

@@ -21,7 +21,7 @@ def test_the_network_sees_bfloat16_and_returns_float32():
 
     params = {"w": jnp.ones((3, 2))}
     out = mixed_precision(apply, "bfloat16")(params, jnp.ones((4, 3)), ids=jnp.arange(4))
-    assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16, "ids": jnp.int32}  # ids stay integers
+    assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16, "ids": jnp.int32}  # keyword arguments are not cast
     assert out.dtype == jnp.float32
     assert mixed_precision(apply, "float32") is apply
     with pytest.raises(ValueError, match="float32, bfloat16; got float16"):

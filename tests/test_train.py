@@ -318,6 +318,10 @@ def test_fit_refuses_to_resume_with_other_settings(toy, tmp_path):
         run(toy, epochs=2, checkpoint_dir=tmp_path, resume=True, config={"epochs": 2, "lr": 0.1, "hidden": 16})
     with pytest.raises(ValueError, match=r"hidden: 16 -> None"):  # a setting left out is a change too
         run(toy, epochs=2, checkpoint_dir=tmp_path, resume=True, config={"epochs": 2, "lr": 0.05})
+    # a setting newer than the checkpoint (a flag added to jaxdl since) is not compared, nor where it runs
+    resumed = run(toy, epochs=2, checkpoint_dir=tmp_path, resume=True,
+                  config={"epochs": 2, "lr": 0.05, "hidden": 16, "dtype": "float32", "devices": 8})
+    assert len(resumed.history) == 2
 
 
 def test_fit_resumes_with_more_epochs_as_if_never_stopped(toy, tmp_path, reference):
