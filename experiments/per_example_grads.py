@@ -33,7 +33,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import devices, experiment, viz
 from jaxdl.compiler import jit
 from jaxdl.data import dataset_size, eval_batches
 from jaxdl.layers import summary
@@ -61,7 +61,8 @@ IGNORED = {"ordinary": ("clip", "noise"), "clipped": ("noise",), "dp_sgd": ()}
 
 def parse_args(argv):
     parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/per_example_grads", epochs=8, batch_size=256, lr=0.1, data=True
+        __doc__.split("\n\n")[0], out="runs/per_example_grads", epochs=8, batch_size=256, lr=0.1, data=True,
+        scales=True,
     )
     parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
     parser.add_argument("--width", type=experiment.positive_int, default=8, help="filters of the first conv (the second has twice as many)")
@@ -101,7 +102,7 @@ def make_gradient_norms(apply_fn: Callable, batch_size: int = NORM_BATCH) -> Cal
         return per_example_norms(grads), outputs.argmax(-1)
 
     def norms(params, data: dict) -> tuple[np.ndarray, np.ndarray]:
-        parts = jax.device_get([batch_norms(params, batch) for batch in eval_batches(data, batch_size)])
+        parts = devices.fetch([batch_norms(params, batch) for batch in eval_batches(data, batch_size)])
         n = dataset_size(data)  # the last batch's padding dropped
         return tuple(np.concatenate(column)[:n] for column in zip(*parts))
 
@@ -132,14 +133,15 @@ def steps_per_s(result: FitResult) -> float:
     return (first["step"] - 1) / max(first["time_s"] - result.compile_time_s, 1e-9)
 
 
-def train(name: str, model, params, optimizer, eval_step, data, args, state_key, checkpoints) -> FitResult:
-    """One run from ``params``, checkpointed in ``checkpoints/name``; prints its learning curve."""
+def train(name: str, apply, params, optimizer, eval_step, data, args, state_key, checkpoints, mesh) -> FitResult:
+    """One run from ``params`` computing with ``apply``, checkpointed in ``checkpoints/name``, on the
+    devices of ``mesh``; prints its learning curve."""
     make_step = make_train_step if name == "ordinary" else make_per_example_train_step
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_step(model.apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_step(apply, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size, eval_step=eval_step, eval_data=data.test,
         checkpoint_dir=checkpoints / name, resume=args.resume, progress=args.progress,
-        config={**experiment.member_config(args, args.seed, ignore=IGNORED[name]), "run": name},
+        config={**experiment.member_config(args, args.seed, ignore=IGNORED[name]), "run": name}, mesh=mesh,
     )
     print(experiment.history_table(result.history, "test"))
     return result
@@ -147,6 +149,7 @@ def train(name: str, model, params, optimizer, eval_step, data, args, state_key,
 
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
+    mesh = experiment.device_mesh(args, parser)
     checkpoints = experiment.checkpoint_dir(args, parser)
     data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=0.0)
@@ -157,15 +160,16 @@ def main(argv=None) -> dict:
     # its step compiles in about half the time it takes with JAX's default threefry.
     noise_key = jax.random.key(args.seed, impl="rbg")
     _, initial = model.init(init_key, shape)  # every run starts here and sees the same batches (state_key)
-    gradient_norms = make_gradient_norms(model.apply)
-    eval_step = make_eval_step(model.apply, softmax_cross_entropy)  # one for all runs: compiled once
+    apply = experiment.compute_apply(model.apply, args)
+    gradient_norms = make_gradient_norms(apply)
+    eval_step = make_eval_step(apply, softmax_cross_entropy)  # one for all runs: compiled once
     norms, predicted, results = {"init": gradient_norms(initial, data.train)[0]}, {}, {}
     clipped = f"the mean of per-example gradients clipped to norm {args.clip:g}"
     about = {"ordinary": "the batch's mean gradient", "clipped": clipped,
              "dp_sgd": f"{clipped}, their sum noised (Gaussian, std {args.clip * args.noise:g})"}
     for name, optimizer in optimizers(args, noise_key).items():
         print(f"\n{name}: SGD lr {args.lr:g} momentum {MOMENTUM:g} on {about[name]}")
-        results[name] = train(name, model, initial, optimizer, eval_step, data, args, state_key, checkpoints)
+        results[name] = train(name, apply, initial, optimizer, eval_step, data, args, state_key, checkpoints, mesh)
         norms[name], predicted[name] = gradient_norms(results[name].state.params, data.train)
 
     base, rows = steps_per_s(results["ordinary"]), []

@@ -107,7 +107,8 @@ def test_a_run_on_synthetic_lines_writes_its_outputs_and_shows_the_largest_gradi
 
 def test_quick_run_on_real_mnist_learns_and_writes_its_outputs(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = per_example.main(["--train-examples", "2000", "--epochs", "1", "--batch-size", "64", "--out", str(out),
+    metrics = per_example.main(["--devices", "1", "--train-examples", "2000", "--epochs", "1", "--batch-size", "64",
+                                "--out", str(out),
                                 "--data-dir", str(mnist_data_dir)])
     assert "s/step vs ordinary" in capsys.readouterr().out
     assert all(metrics[name]["test_accuracy"] > 0.3 for name in RUNS)  # chance is 0.10; 58-66% here
