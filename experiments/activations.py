@@ -48,6 +48,7 @@ from jaxdl import devices, experiment, viz
 from jaxdl.layers import Layer, ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
+from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
 from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
 
@@ -136,11 +137,12 @@ def main(argv=None) -> dict:
     results = {}
     for name, model in models.items():
         print(f"\ntraining the {name} network")
+        apply = mixed_precision(model.apply, args.dtype)
         results[name] = fit(
             TrainState.create(initial[name], optimizer, state_key),
-            make_train_step(experiment.compute_apply(model.apply, args), softmax_cross_entropy, optimizer), train,
+            make_train_step(apply, softmax_cross_entropy, optimizer), train,
             epochs=args.epochs, batch_size=args.batch_size,
-            eval_step=make_eval_step(experiment.compute_apply(model.apply, args), softmax_cross_entropy), eval_data=test,
+            eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=test,
             checkpoint_dir=checkpoints / name, resume=args.resume,
             config={**experiment.run_config(args), "activation": name}, progress=args.progress, mesh=mesh,
         )

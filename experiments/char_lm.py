@@ -52,6 +52,7 @@ from jaxdl.models import (
     char_language_model,
     char_language_model_step,
 )
+from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
 from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
 
@@ -324,7 +325,7 @@ def main(argv=None) -> dict:
     optimizer = optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(schedule))
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
     _, params = model.init(init_key, (-1, args.window))
-    apply = experiment.compute_apply(model.apply, args)
+    apply = mixed_precision(model.apply, args.dtype)
     result = fit(
         TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,

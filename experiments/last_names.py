@@ -51,6 +51,7 @@ from jaxdl.layers import abstract_init, count_params
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
+from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
 from jaxdl.train import FitResult, TrainState, fit, make_train_step, predict
 
@@ -277,7 +278,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
     _, params = abstract_init(model, (-1, boundaries[-1], 1 + args.max_chars))
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
-    apply = experiment.compute_apply(model.apply, args)
+    apply = mixed_precision(model.apply, args.dtype)
     tag_sentences = make_tag_fn(apply, tags)
 
     def score_dev(state, record):

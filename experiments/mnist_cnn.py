@@ -26,8 +26,16 @@ from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
+from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_step, predict
+from jaxdl.train import (
+    FitResult,
+    TrainState,
+    fit,
+    make_eval_step,
+    make_train_step,
+    predict,
+)
 
 
 def parse_args(argv):
@@ -118,7 +126,7 @@ def main(argv=None) -> dict:
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
-    apply = experiment.compute_apply(model.apply, args)
+    apply = mixed_precision(model.apply, args.dtype)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:

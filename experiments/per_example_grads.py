@@ -39,6 +39,7 @@ from jaxdl.data import dataset_size, eval_batches
 from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import cnn
+from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
 from jaxdl.train import (
     FitResult,
@@ -160,7 +161,7 @@ def main(argv=None) -> dict:
     # its step compiles in about half the time it takes with JAX's default threefry.
     noise_key = jax.random.key(args.seed, impl="rbg")
     _, initial = model.init(init_key, shape)  # every run starts here and sees the same batches (state_key)
-    apply = experiment.compute_apply(model.apply, args)
+    apply = mixed_precision(model.apply, args.dtype)
     gradient_norms = make_gradient_norms(apply)
     eval_step = make_eval_step(apply, softmax_cross_entropy)  # one for all runs: compiled once
     norms, predicted, results = {"init": gradient_norms(initial, data.train)[0]}, {}, {}

@@ -36,7 +36,15 @@ from jaxdl.data.text import (
 from jaxdl.layers import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, rnn_classifier
-from jaxdl.train import FitResult, TrainState, fit, make_eval_step, make_train_step, predict
+from jaxdl.precision import mixed_precision
+from jaxdl.train import (
+    FitResult,
+    TrainState,
+    fit,
+    make_eval_step,
+    make_train_step,
+    predict,
+)
 
 MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout", "embed_dropout", "word_dropout")
 
@@ -143,7 +151,7 @@ def main(argv=None) -> dict:
 
     model = build_model(vocabulary, vars(args))
     summary(model, (-1, boundaries[-1]))
-    apply = experiment.compute_apply(model.apply, args)
+    apply = mixed_precision(model.apply, args.dtype)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:

@@ -104,16 +104,11 @@ def save_checkpoint(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    payload = serialization.msgpack_serialize(
-        {
-            "format": FORMAT,
-            "state": serialization.to_state_dict(_to_host(state)),
-            "config": json_ready(config, "config"),
-            "meta": json_ready(meta, "meta"),
-        }
-    )
+    contents = {"format": FORMAT, "config": json_ready(config, "config"), "meta": json_ready(meta, "meta")}
+    host_state = _to_host(state)  # on every process: gathering arrays spread over processes is collective
     path = checkpoint_path(directory, step)
     if devices.is_main_process():
+        payload = serialization.msgpack_serialize({**contents, "state": serialization.to_state_dict(host_state)})
         atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
         for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
             old.unlink(missing_ok=True)

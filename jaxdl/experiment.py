@@ -24,7 +24,7 @@ from jaxdl.data import (
     load_text_dataset,
 )
 from jaxdl.data.text import Vocabulary
-from jaxdl.precision import DTYPES, mixed_precision
+from jaxdl.precision import DTYPES
 from jaxdl.tables import format_table
 
 
@@ -72,7 +72,7 @@ def experiment_parser(
     ``--resume --progress`` when the experiment ``trains``; ``--manual-dir --data-dir``
     when it loads a TFDS ``data`` set; ``--ensemble`` when it can average several networks;
     ``--devices --model-shards --dtype`` and the multi-process flags when it ``scales``
-    (see :func:`device_mesh` and :func:`compute_apply`).
+    (see :func:`device_mesh`; ``--dtype`` is for :func:`~jaxdl.precision.mixed_precision`).
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -141,11 +141,6 @@ def device_mesh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Me
     print(f"devices: {mesh.size} x {mesh.devices.flat[0].platform} as data {mesh.shape[devices.DATA]} x "
           f"model {mesh.shape[devices.MODEL]}{processes}; compute in {args.dtype}")
     return mesh
-
-
-def compute_apply(apply_fn: Callable, args: argparse.Namespace) -> Callable:
-    """The model's ``apply`` computing in ``--dtype`` (:func:`~jaxdl.precision.mixed_precision`)."""
-    return mixed_precision(apply_fn, args.dtype)
 
 
 def checkpoint_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:

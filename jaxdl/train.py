@@ -421,7 +421,7 @@ def fit(
     multi_step = data = None
     if steps_per_call > 1:
         multi_step = make_multi_step(train_step, None if mesh is None else devices.batch_sharding(mesh))
-        if mesh is not None:
+        if mesh is not None:  # the scan's carry out is not pinned by the step's own: pin the call's too
             multi_step = jit(multi_step, out_shardings=(shardings, devices.replicated(mesh)))
         data = replicate(source.data)  # every device gathers its rows of each batch from its own copy
 
