@@ -72,7 +72,7 @@ def experiment_parser(
     ``--resume --progress`` when the experiment ``trains``; ``--manual-dir --data-dir``
     when it loads a TFDS ``data`` set; ``--ensemble`` when it can average several networks;
     ``--devices --model-shards --dtype`` and the multi-process flags when it ``scales``
-    (see :func:`device_mesh`; ``--dtype`` is for :func:`~jaxdl.precision.mixed_precision`).
+    (see :func:`device_mesh`; ``--dtype`` is for :func:`jaxdl.precision.mixed_precision`).
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -232,7 +232,7 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
 
 
 def load_text(args: argparse.Namespace, name: str, split: str) -> dict:
-    """A split of the TFDS text dataset ``name`` (:func:`~jaxdl.data.load_text_dataset`) from
+    """A split of the TFDS text dataset ``name`` (:func:`jaxdl.data.load_text_dataset`) from
     the ``--data-dir``/``--manual-dir`` flags; a DataError ends the run with its message."""
     try:
         return load_text_dataset(name, split, data_dir=args.data_dir, manual_dir=args.manual_dir)

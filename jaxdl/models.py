@@ -84,7 +84,7 @@ def perceptron_learning_rule(
 def logistic_unit() -> Layer:
     """The perceptron with a smooth threshold: features (N, F) -> one logit (N, 1);
     ``sigmoid(logit)`` is the probability of class 1 (train it with
-    :func:`~jaxdl.losses.binary_cross_entropy`: logistic regression).
+    :func:`jaxdl.losses.binary_cross_entropy`: logistic regression).
 
     Params: ``{"unit": {"w": (F, 1), "b": (1,)}}``, as the perceptron's.
     """
@@ -209,7 +209,7 @@ def tagger(
 
     A row holds a word id, then the ids of the word's C first characters
     (:func:`jaxdl.data.tagging.encode_tokens`). Each word becomes its embedding
-    (``embed``) beside learned character features (:func:`~jaxdl.layers.CharCNN`,
+    (``embed``) beside learned character features (:func:`jaxdl.layers.CharCNN`,
     ``char_features``), which know words never seen in training by their spelling;
     then Dropout -> RNN (bidirectional, ``layers`` deep, ``cell`` in ``CELLS``, every
     step's state) -> Dropout -> Dense per token. While training each word id becomes
@@ -308,7 +308,7 @@ def char_language_model_step(*, hidden: int = 256, cell: str = "gru", layers: in
     """The step of the :func:`char_language_model` with these settings (extra ones, such as
     ``embed`` or ``dropout``, are ignored: evaluation uses no dropout).
 
-    It reads the model's params as :func:`~jaxdl.recurrent.RNN` lays them out
+    It reads the model's params as :func:`jaxdl.recurrent.RNN` lays them out
     (``rnn/layer<k>/forward``) and projects each input as RNN does (``x @ w_i + b``):
     stepping through a sequence gives the logits of the full-sequence model.
     """

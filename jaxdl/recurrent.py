@@ -1,7 +1,7 @@
 """Recurrent networks: cells (simple, LSTM, GRU) scanned over padded batches of sequences.
 
 A :class:`Cell` is a pure step function and its initialiser; :func:`RNN` turns one
-into a jaxdl :class:`~jaxdl.layers.Layer` that runs it over time with ``lax.scan``
+into a jaxdl :class:`jaxdl.layers.Layer` that runs it over time with ``lax.scan``
 (compile time does not grow with the sequence length), optionally stacked, with
 dropout between layers, and bidirectional::
 

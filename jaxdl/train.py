@@ -43,10 +43,14 @@ DEFAULT_METRICS: Mapping[str, LossFn] = {"accuracy": accuracy}
 class TrainState(NamedTuple):
     """Everything that changes while training: a pytree, saved whole in checkpoints."""
 
-    step: jax.Array  # int32 scalar: the number of updates done
+    step: jax.Array
+    """int32 scalar: the number of updates done."""
     params: Any
-    opt_state: optax.OptState
-    key: jax.Array  # typed PRNG key; per-step keys are folded from it
+    """The model's parameters (a pytree of dicts of arrays)."""
+    opt_state: Any
+    """The optimizer's state (an ``optax.OptState`` pytree)."""
+    key: jax.Array
+    """Typed PRNG key; per-step keys are folded from it."""
 
     @classmethod
     def create(cls, params, optimizer: optax.GradientTransformation, key: jax.Array) -> "TrainState":
@@ -208,7 +212,7 @@ def make_eval_step(
 def evaluate(
     eval_step: Callable, params, data: Batch | BatchSource, batch_size: int, *, mesh: jax.sharding.Mesh | None = None
 ) -> dict[str, float]:
-    """Metrics over a whole dataset (dict of arrays or :class:`~jaxdl.data.BatchSource`),
+    """Metrics over a whole dataset (dict of arrays or :class:`jaxdl.data.BatchSource`),
     each averaged over examples (or mask weights); with a ``mesh``, each batch is split
     over its ``"data"`` axis."""
     totals: dict[str, float] = {}
@@ -321,7 +325,7 @@ def fit(
       state: the initial :class:`TrainState` (also the structure a resumed run loads into).
       train_step: from :func:`make_train_step`.
       train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``, or a
-        :class:`~jaxdl.data.BatchSource` such as :class:`~jaxdl.data.text.Buckets`.
+        :class:`jaxdl.data.BatchSource` such as :class:`jaxdl.data.text.Buckets`.
       eval_step, eval_data: from :func:`make_eval_step`, and the data it scores (``val_*``).
       checkpoint_dir: where checkpoints go, every ``checkpoint_every`` epochs,
         at the end, and when interrupted (Ctrl-C).

@@ -10,6 +10,7 @@ from jaxdl.data.batching import (
     eval_batches,
     shuffled_batches,
 )
+from jaxdl.data import tagging, text
 from jaxdl.data.text_datasets import label_names, load_text_corpus, load_text_dataset
 from jaxdl.data.tfds import (
     DataError,
@@ -35,4 +36,6 @@ __all__ = [
     "load_text_dataset",
     "resolve_manual_dir",
     "shuffled_batches",
+    "tagging",  # submodules: vocabularies, padding and length buckets; last names and token features
+    "text",
 ]

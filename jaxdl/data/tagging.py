@@ -66,7 +66,7 @@ _SHORT_FORMS = frozenset({"jr", "sr", "inc", "corp", "co", "ltd", "st"})  # Jr. 
 
 
 def tokenize_news(text: str) -> list[str]:
-    """The tokens of raw text as CoNLL-2003 splits news: :func:`~jaxdl.data.text.tokenize_words`
+    """The tokens of raw text as CoNLL-2003 splits news: :func:`jaxdl.data.text.tokenize_words`
     (case kept) with these changes. An initial, an abbreviation or a capitalised short
     form keeps its period ("J.", "U.S.", "Jr.", "Inc."), and so does a capitalised title
     before a capitalised word ("Mr. Doe", but "the Queen ." at a sentence's end). A
