@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
 from jaxdl import devices
 from jaxdl.checkpoint import (

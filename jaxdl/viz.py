@@ -1,6 +1,7 @@
 """Plots, written as PNG files. Uses matplotlib's object API (no pyplot state):
-each function builds a ``Figure``, saves it when given a path, and returns it
-(a notebook shows a returned figure). In a multi-process run only process 0 writes files."""
+each function builds a ``Figure``, saves it when given a path, and returns it (a notebook
+shows a returned figure once ``%matplotlib inline`` has run). In a multi-process run only
+process 0 writes files."""
 
 from __future__ import annotations
 

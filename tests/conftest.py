@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from filelock import FileLock
 
 SIMULATED_DEVICES = 8
 if "jax" not in sys.modules:  # XLA reads the flag when JAX starts; on one CPU device it changes nothing else
@@ -28,19 +29,24 @@ def originals():
 
 
 def _prepared_offline(tmp_path_factory, originals, name: str, folder: str, split: str):
-    """A fresh TFDS data dir with ``name`` prepared from ``$JAXDL_MANUAL_DIR/<folder>/``, where
-    TFDS must not try to download anything."""
+    """A TFDS data dir with ``name`` prepared from ``$JAXDL_MANUAL_DIR/<folder>/``, where TFDS
+    must not try to download anything: once per test session, shared by pytest-xdist's workers."""
     import jaxdl.data.tfds as loader
 
     manual_dir = originals(folder)
-    data_dir = tmp_path_factory.mktemp(name.replace("/", "-"))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    data_dir = root / f"prepared-{name.replace('/', '-')}"
+    with FileLock(f"{data_dir}.lock"):  # one worker prepares, the others wait and reuse
+        if not (data_dir / ".prepared").exists():
+            def no_download(self, resource):
+                raise AssertionError(f"TFDS tried to download {resource.url} while preparing {name} offline")
 
-    def no_download(self, resource):
-        raise AssertionError(f"TFDS tried to download {resource.url} while preparing {name} offline")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loader._tfds().download.DownloadManager, "_download", no_download)
-        loader.load_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(loader._tfds().download.DownloadManager, "_download", no_download)
+                loader.load_arrays(name, split, data_dir=data_dir, manual_dir=manual_dir)
+            (data_dir / ".prepared").touch()
     return data_dir
 
 

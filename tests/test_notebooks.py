@@ -1,0 +1,55 @@
+"""The lecture notebooks (docs/notebooks) are committed without outputs and run top to
+bottom in quick mode, with their plots; those that need a dataset skip without its files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+RUNNER = Path(__file__).resolve().parents[1] / "docs" / "notebooks" / "run.py"
+spec = importlib.util.spec_from_file_location("notebook_runner", RUNNER)
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+
+# The data-dir fixtures (conftest.py) each notebook reads its datasets from.
+DATASETS = {
+    "01_perceptron_xor": (),
+    "02_convolutions_mnist": ("mnist_data_dir",),
+    "03_recurrent_networks": ("sst2_data_dir", "tiny_shakespeare_data_dir"),
+    "04_last_names": ("conll2003_data_dir",),
+    "05_scaling": ("mnist_data_dir",),
+}
+
+
+def test_every_lecture_section_has_a_notebook():
+    assert [path.stem for path in runner.notebook_paths()] == list(DATASETS)
+
+
+@pytest.mark.parametrize("path", runner.notebook_paths(), ids=lambda path: path.stem)
+def test_notebook_is_committed_without_outputs(path):
+    cells = json.loads(path.read_text())["cells"]
+    stale = [i for i, cell in enumerate(cells)
+             if cell["cell_type"] == "code" and (cell["outputs"] or cell["execution_count"] is not None)]
+    assert not stale, f"{path.name}: cells {stale} carry outputs; clear them before committing"
+
+
+@pytest.fixture
+def tfds_data_dir(request, tmp_path):
+    """One TFDS data dir holding every dataset the notebook under test reads (each prepared once
+    per session by conftest.py's fixtures), set as TFDS_DATA_DIR for its kernel."""
+    for fixture in DATASETS[request.node.callspec.params["name"]]:
+        for dataset in request.getfixturevalue(fixture).iterdir():
+            if dataset.is_dir() and dataset.name != "downloads" and not (tmp_path / dataset.name).exists():
+                (tmp_path / dataset.name).symlink_to(dataset, target_is_directory=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_notebook_runs_in_quick_mode(name, tfds_data_dir, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_data_dir))
+    [path] = runner.notebook_paths([name])
+    notebook = runner.nbformat.read(path, as_version=4)
+    runner.execute(notebook, quick=True, timeout=600)  # a failing cell raises CellExecutionError
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert any("image/png" in output.get("data", {}) for output in outputs), f"{name} showed no plot"
