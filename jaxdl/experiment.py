@@ -54,6 +54,13 @@ increasing_ints = _argument_type(
 )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except ``None`` (whose help says what it means)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def experiment_parser(
     description: str,
     *,
@@ -75,7 +82,7 @@ def experiment_parser(
     (see :func:`device_mesh`; ``--dtype`` is for :func:`jaxdl.precision.mixed_precision`).
     """
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=description, formatter_class=_HelpFormatter
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed: the same seed gives the same run")
     if epochs is not None:

@@ -1,13 +1,19 @@
-"""Import an experiment script (experiments/NAME.py) as a module, for tests."""
+"""Import a script of the repository (experiments/NAME.py, docs/build_api.py, ...) as a module, for tests."""
 
 import importlib.util
 from pathlib import Path
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
 
 
-def load_experiment(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
+def load_script(path: Path, name: str):
+    """The script at ``path`` (relative to the repository root), imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_experiment(name: str):
+    return load_script(EXPERIMENTS / f"{name}.py", f"experiments_{name}")

@@ -1,15 +1,15 @@
 """The API reference builds from the docstrings without a warning, one page per module."""
 
-import importlib.util
+import contextlib
 import inspect
 from pathlib import Path
 
-import jaxdl
+import pytest
 
-BUILDER = Path(__file__).resolve().parents[1] / "docs" / "build_api.py"
-spec = importlib.util.spec_from_file_location("build_api", BUILDER)
-build_api = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_api)
+import jaxdl
+from experiment_scripts import load_script
+
+build_api = load_script(Path("docs/build_api.py"), "build_api")
 
 MODULES = ["checkpoint", "compiler", "data", "data/tagging", "data/text", "devices", "experiment", "layers",
            "losses", "metrics", "models", "precision", "recurrent", "tables", "train", "viz"]
@@ -30,3 +30,10 @@ def test_reference_builds_without_warnings(tmp_path):
     train = (tmp_path / "jaxdl" / "train.html").read_text()
     assert 'id="fit"' in train and "Train for <code>epochs</code> epochs" in train
     assert 'href="data/text.html#Buckets"' in train  # a cross reference became a link
+
+
+def test_pdoc_warnings_fail_the_build(tmp_path, monkeypatch):
+    # Without the NamedTuple fix (pdoc#765) pdoc cannot resolve their annotations and warns.
+    monkeypatch.setattr(build_api, "_namedtuple_constructors_know_their_module", contextlib.nullcontext)
+    with pytest.raises(UserWarning, match="Error parsing type annotation"):
+        build_api.build(tmp_path)

@@ -166,6 +166,8 @@ def test_help_documents_the_shared_flags(script):
     ).stdout
     for flag in ("--seed", "--epochs", "--lr", "--out", "--resume"):
         assert flag in text
+    assert "(default: 0)" in text  # --seed's default is shown ...
+    assert "default: None" not in text  # ... but not None: --progress's help says what it means
     if script == "xor.py":
         assert "--batch-size" in text and "--hidden" in text
 

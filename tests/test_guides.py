@@ -1,5 +1,5 @@
-"""The user guides hold: every ```python block of docs/concepts.md and docs/extending.md runs
-(the blocks of a guide in order, in one namespace, as a reader would run them), the experiment
+"""The user guides hold: every ```python block of README.md, docs/concepts.md and docs/extending.md
+runs (the blocks of a guide in order, in one namespace, as a reader would run them), the experiment
 script extending.md writes trains and resumes, and docs/flags.md's tables name exactly the
 flags, and the defaults, of the experiment scripts' parsers."""
 
@@ -11,32 +11,43 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from experiment_scripts import EXPERIMENTS, load_experiment
+from experiment_scripts import EXPERIMENTS, ROOT, load_experiment
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = ROOT / "docs"
 SCRIPTS = sorted(path.stem for path in EXPERIMENTS.glob("*.py"))
 
 
-def python_blocks(guide: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", (DOCS / guide).read_text(), re.S | re.M)
+def python_blocks(guide: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", guide.read_text(), re.S | re.M)
 
 
-def run_guide(guide: str) -> tuple[dict, str]:
+def run_guide(guide: Path) -> tuple[dict, str]:
     """Run the guide's python blocks in order in one namespace; return it and what they printed."""
     namespace: dict = {"__name__": "guide"}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         for i, block in enumerate(python_blocks(guide), start=1):
-            exec(compile(block, f"{DOCS / guide} (python block {i})", "exec"), namespace)
+            exec(compile(block, f"{guide} (python block {i})", "exec"), namespace)
     return namespace, printed.getvalue()
+
+
+# -------------------------------------------------------------------------------- README.md
+def test_readme_example_trains_xor():
+    namespace, printed = run_guide(ROOT / "README.md")
+    assert "total params: 13" in printed
+    result, model, xor = namespace["result"], namespace["model"], namespace["xor"]
+    assert result.history[-1]["train_accuracy"] == 1.0
+    logits = model.apply(result.state.params, xor["x"])[:, 0]
+    np.testing.assert_array_equal(np.asarray(logits > 0), xor["y"] == 1)
 
 
 # ------------------------------------------------------------------------------ concepts.md
 def test_concepts_guide_runs_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *args, **kwargs: str(tmp_path))  # the guide's run folder
-    namespace, printed = run_guide("concepts.md")
+    namespace, printed = run_guide(DOCS / "concepts.md")
     for shown in (  # what the guide shows as printed
         "total params: 50,618 (197.7 KiB)",
         "layer 'conv' (Conv): expected a 4-D input (N, H, W, C), got shape (-1, 28, 28)",
@@ -55,7 +66,7 @@ def test_concepts_guide_runs_and_trains(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- extending.md
 @pytest.fixture(scope="module")
 def extending():
-    return run_guide("extending.md")
+    return run_guide(DOCS / "extending.md")
 
 
 def test_extending_guide_runs_its_layers_model_and_loss(extending):
@@ -154,12 +165,13 @@ def flags_in(cell: str) -> list[str]:
 
 def check_default(script: str, flag: str, action: argparse.Action, documented: str) -> None:
     """A default written as one `literal` must be what the parser's own type makes of it;
-    a default in words (computed at run time, or off) must be None or False in the parser."""
+    "off" is a switch's False; other words (decided at run time: all, none, ...) are None."""
     literal = re.fullmatch(r"`([^`]+)`", documented)
     if literal is None:
-        assert action.default in (None, False), (
+        expected = False if documented == "off" else None
+        assert action.default is expected, (
             f"flags.md: {script} {flag} documents its default as {documented!r}, but the parser's is "
-            f"{action.default!r}; write it as `{action.default}`")
+            f"{action.default!r}; write it as " + ("off" if action.default is False else f"`{action.default}`"))
         return
     text = literal.group(1).replace("NAME", script)
     value = action.type(text) if action.type else text

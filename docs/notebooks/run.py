@@ -1,6 +1,6 @@
 """Run the lecture's notebooks top to bottom and keep the executed copies.
 
-    python docs/notebooks/run.py                        # full mode: reproduces docs/results.md
+    python docs/notebooks/run.py                        # full mode: docs/results.md, "Notebooks (full mode)"
     python docs/notebooks/run.py --quick                # what CI runs: small subsets, few steps
     python docs/notebooks/run.py 02_convolutions_mnist --out runs/notebooks
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 NOTEBOOKS = Path(__file__).resolve().parent
 QUICK_ENV = "JAXDL_QUICK"  # "1": the notebooks' quick mode
@@ -37,10 +37,11 @@ def notebook_paths(names=()) -> list[Path]:
     return [by_name[Path(name).stem] for name in names]
 
 
-def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800) -> None:
+def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800) -> nbformat.NotebookNode:
     """Run ``notebook`` (read with ``nbformat.read``) in place in a fresh kernel whose working
-    directory is docs/notebooks, in quick mode or full. A failing cell raises
-    ``CellExecutionError`` naming the cell and its traceback; the cells before it keep their outputs."""
+    directory is docs/notebooks, in quick mode or full, and return it. A failing cell raises
+    ``CellExecutionError`` naming the cell and its traceback (``CellTimeoutError`` past ``timeout``
+    seconds, ``DeadKernelError`` if the kernel dies); the cells before it keep their outputs."""
     previous = os.environ.get(QUICK_ENV)
     os.environ[QUICK_ENV] = "1" if quick else "0"  # the kernel inherits the environment
     try:
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
         try:
             execute(notebook, quick=args.quick, timeout=args.timeout)
             print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s -> {args.out / path.name}")
-        except CellExecutionError as error:
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
             print(f"{path.name}: FAILED (outputs up to the failing cell in {args.out / path.name})\n{error}",
                   file=sys.stderr)
             failed.append(path.name)
