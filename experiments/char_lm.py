@@ -274,6 +274,13 @@ def load_texts(args) -> tuple[str, str, str]:
     return (train[: args.train_chars] if args.train_chars else train), validation, source
 
 
+def make_optimizer(args, steps: int) -> optax.GradientTransformation:
+    """Adam with --warmup steps (at most a quarter of the ``steps``) up to --lr, then a cosine
+    down to lr/20; gradients clipped to global norm --clip."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(args.warmup, steps // 4), steps, args.lr / 20)
+    return optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(schedule))
+
+
 def validation_windows(ids: np.ndarray, window: int) -> dict[str, np.ndarray]:
     """Every character of the split after the first, predicted once: the split in windows
     of ``window`` characters, the last one padded, with a per-character ``mask``."""
@@ -321,8 +328,7 @@ def main(argv=None) -> dict:
     model, stepper = build_model(vocabulary, vars(args))
     summary(model, (-1, args.window))
     steps = args.epochs * steps_per_epoch
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(args.warmup, steps // 4), steps, args.lr / 20)
-    optimizer = optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(schedule))
+    optimizer = make_optimizer(args, steps)
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
     _, params = model.init(init_key, (-1, args.window))
     apply = mixed_precision(model.apply, args.dtype)

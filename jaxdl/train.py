@@ -316,6 +316,7 @@ def fit(
     log_every: int = 20,
     steps_per_call: int = 1,
     progress: bool | None = None,
+    verbose: bool = True,
     callbacks: Iterable[Callable[[TrainState, dict], None]] = (),
     mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
@@ -338,6 +339,8 @@ def fit(
         once per batch; more runs them in a ``lax.scan`` over batches gathered
         on the device (:func:`make_multi_step`), with the same result.
       progress: show a progress bar (default: when stderr is a terminal).
+      verbose: without a bar, print one line per epoch; False prints nothing (the
+        history holds the same figures).
       callbacks: called as ``fn(state, record)`` after each epoch's evaluation; metrics
         they add to ``record`` (``val_f1``, say) join the history, the epoch's line and
         its checkpoint (a run interrupted inside a callback keeps the record without them).
@@ -482,7 +485,7 @@ def fit(
                 callback(state, record)
             summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
             bar.set_postfix_str(summary)
-            if bar.disable:  # no bar (e.g. output to a file): one line per epoch instead
+            if bar.disable and verbose:  # no bar (e.g. output to a file): one line per epoch instead
                 print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
             stop = early_stopping is not None and early_stopping.should_stop(history)
             if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:

@@ -280,6 +280,13 @@ def test_metrics_a_callback_adds_show_in_the_epoch_line_and_the_checkpoint(toy, 
     assert [r["val_f1"] for r in saved] == [0.25, 0.5]
 
 
+def test_fit_prints_a_line_per_epoch_unless_not_verbose(toy, capsys):
+    run(toy, epochs=2, progress=False)
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    result = run(toy, epochs=2, progress=False, verbose=False)
+    assert capsys.readouterr().out == "" and len(result.history) == 2
+
+
 def test_fit_without_eval_data_records_only_train_metrics(toy):
     result = run(toy, epochs=1, eval_step=None, eval_data=None)
     (record,) = result.history

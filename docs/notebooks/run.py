@@ -42,16 +42,9 @@ def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800
     directory is docs/notebooks, in quick mode or full, and return it. A failing cell raises
     ``CellExecutionError`` naming the cell and its traceback (``CellTimeoutError`` past ``timeout``
     seconds, ``DeadKernelError`` if the kernel dies); the cells before it keep their outputs."""
-    previous = os.environ.get(QUICK_ENV)
-    os.environ[QUICK_ENV] = "1" if quick else "0"  # the kernel inherits the environment
-    try:
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    finally:
-        if previous is None:
-            del os.environ[QUICK_ENV]
-        else:
-            os.environ[QUICK_ENV] = previous
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
+        env={**os.environ, QUICK_ENV: "1" if quick else "0"})  # the kernel's environment
     return notebook
 
 
