@@ -1,4 +1,6 @@
-"""Fixtures shared by test files, and 8 simulated CPU devices for the multi-device tests."""
+"""Fixtures shared by test files, 8 simulated CPU devices for the multi-device tests, and the
+``slow`` tier: every test that reads a real dataset is marked slow here, besides the tests
+marked slow in their files (script runs, notebooks, several processes)."""
 
 import os
 import sys
@@ -11,6 +13,16 @@ if "jax" not in sys.modules:  # XLA reads the flag when JAX starts; on one CPU d
     os.environ["XLA_FLAGS"] = (
         f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={SIMULATED_DEVICES}"
     ).strip()
+
+
+REAL_DATA_FIXTURES = {"originals", "mnist_data_dir", "sst2_data_dir", "conll2003_data_dir", "tiny_shakespeare_data_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark slow every test that reads a real dataset (``python -m pytest -m "not slow"`` skips them)."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,7 @@ def test_sentence_log_likelihood_is_the_sum_over_its_characters(random_model):
     assert scores.shape == (3,) and np.all(scores < 0)
 
 
+@pytest.mark.slow
 def test_fill_ranks_the_right_word_first(tiny_run, capsys):
     out, _, metrics = tiny_run
     assert metrics["val_loss"] < 0.5  # the sentence repeats: the model has learned it
@@ -121,6 +122,7 @@ def test_fill_ranks_the_right_word_first(tiny_run, capsys):
     assert ranked[0][0] == "to"
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_to_the_later_epochs(tiny_run):
     out, _, metrics = tiny_run
     assert metrics["epochs"] == 4
@@ -129,6 +131,7 @@ def test_resumed_run_continues_to_the_later_epochs(tiny_run):
     assert json.loads((out / "metrics.json").read_text())["steps"] == metrics["steps"]
 
 
+@pytest.mark.slow
 def test_a_new_run_refuses_to_overwrite_an_old_one(tiny_run, capsys):
     _, flags, _ = tiny_run
     with pytest.raises(SystemExit):
@@ -144,6 +147,7 @@ def test_fill_needs_exactly_one_blank(sentence, tmp_path, capsys):
     assert 'exactly one blank "__"' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unknown_characters_in_a_prompt_or_a_candidate_end_with_a_clear_message(tiny_run):
     out, _, _ = tiny_run
     with pytest.raises(SystemExit) as exit_info:

@@ -383,6 +383,7 @@ def test_tiny_shakespeare_splits_give_the_file_back(tiny_shakespeare_data_dir, o
     assert load_text_corpus("tiny_shakespeare", "train+validation+test", data_dir=tiny_shakespeare_data_dir) == text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "prepared, name, split, size",
     [

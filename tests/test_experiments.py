@@ -72,6 +72,7 @@ def test_backprop_by_hand_equals_jax_grad(hidden):
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(by_jax)) > 1e-3
 
 
+@pytest.mark.slow
 def test_xor_converges_and_writes_its_outputs(tmp_path, capsys):
     metrics = xor.main(["--out", str(tmp_path), "--study-seeds", "4"])
     printed = capsys.readouterr().out
@@ -105,6 +106,7 @@ def _final_params(out):
     return load_checkpoint(latest_checkpoint(out / "checkpoints")).state["params"]
 
 
+@pytest.mark.slow
 def test_xor_killed_and_resumed_ends_with_the_same_parameters(tmp_path):
     straight = _run_xor(tmp_path / "straight")
     killed = _run_xor(tmp_path / "killed")
@@ -159,6 +161,7 @@ def test_a_new_run_refuses_to_overwrite_an_old_one(script, tmp_path, capsys):
     assert "add --resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["perceptron.py", "xor.py", "char_lm.py"])
 def test_help_documents_the_shared_flags(script):
     text = subprocess.run(

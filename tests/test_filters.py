@@ -141,6 +141,7 @@ def test_pick_digits_takes_the_first_of_different_classes_chosen_by_the_seed():
 
 
 # ------------------------------------------------------------------------- the script
+@pytest.mark.slow
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_main_on_the_one_prints_grids_and_writes_plots_and_metrics(padding, tmp_path, capsys):
     metrics = filters.main(["--digits", "0", "--padding", padding, "--out", str(tmp_path)])
@@ -163,6 +164,7 @@ def test_main_on_the_one_prints_grids_and_writes_plots_and_metrics(padding, tmp_
     assert (tmp_path / "one_feature_maps.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_main_on_digits_draws_each_one_with_a_stand_in_loader(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     labels = np.array([7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4, 8], np.int32)
@@ -188,6 +190,7 @@ def test_main_on_digits_draws_each_one_with_a_stand_in_loader(tmp_path, monkeypa
     assert "MNIST test digits" in printed
 
 
+@pytest.mark.slow
 def test_main_skips_mnist_with_a_message_when_the_loader_fails(tmp_path, monkeypatch, capsys):
     def load(name, data_dir=None, manual_dir=None):
         raise jaxdl.data.DataError("mnist: no raw files in\n   /nowhere")
@@ -202,6 +205,7 @@ def test_main_skips_mnist_with_a_message_when_the_loader_fails(tmp_path, monkeyp
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_main_skips_mnist_when_the_manual_folder_is_empty(tmp_path, capsys):
     """The real loader: an empty --manual-dir ends in the skip message, not an error."""
     (tmp_path / "raw").mkdir()

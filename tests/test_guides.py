@@ -84,6 +84,7 @@ def test_extending_guide_runs_its_layers_model_and_loss(extending):
     assert history[-1]["val_accuracy"] > 0.9 and {"train_top2", "val_top2"} <= set(history[-1])
 
 
+@pytest.mark.slow
 def test_extending_guides_experiment_script_trains_and_resumes(extending, tmp_path, capsys):
     main, out = extending[0]["main"], tmp_path / "rings"
     flags = ["--epochs", "3", "--lr", "0.03", "--examples", "768", "--out", str(out), "--devices", "1"]

@@ -124,6 +124,7 @@ def test_tag_without_a_trained_model_says_what_to_do(tmp_path):
         last_names.main(["tag", "Mr. Doe", "--out", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_help_documents_both_commands():
     train_help = subprocess.run([sys.executable, str(EXPERIMENTS / "last_names.py"), "--help"],
                                 capture_output=True, text=True, check=True).stdout

@@ -45,6 +45,7 @@ def tfds_data_dir(request, tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_notebook_runs_in_quick_mode(name, tfds_data_dir, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_data_dir))

@@ -61,6 +61,7 @@ def lines_images(args, name):
     return ImageClassification(mnist_shaped_lines(300), mnist_shaped_lines(100, seed=1), 10, list("0123456789"))
 
 
+@pytest.mark.slow
 def test_a_run_on_synthetic_lines_writes_its_outputs_and_shows_the_largest_gradients(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(experiment, "load_images", lines_images)
     out = tmp_path / "run"

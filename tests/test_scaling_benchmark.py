@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"
 
 
@@ -15,6 +17,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           check=False)
 
 
+@pytest.mark.slow
 def test_scaling_benchmark_tiny_run():
     # The env inherits conftest.py's XLA_FLAGS (8 CPU devices); the script leaves a set count alone.
     # Compilation takes most of the time: the bfloat16 row (one more step to compile) is left out.

@@ -488,6 +488,7 @@ def uninterrupted(tmp_path_factory, child_env):
     return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "die, on_disk",
     [
