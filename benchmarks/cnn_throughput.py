@@ -52,7 +52,7 @@ def bench_jaxdl(x, y, args) -> tuple[Callable, float]:
     optimizer = optax.sgd(LR, momentum=MOMENTUM)
     _, params = model.init(jax.random.key(0), (-1, *SHAPE))
     state = dl.TrainState.create(params, optimizer, jax.random.key(1))
-    step = dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer)
+    step = dl.make_train_step(model, dl.softmax_cross_entropy, optimizer)
     data = jax.device_put({"x": x, "y": y})
     order = jnp.arange(args.steps * BATCH).reshape(args.steps, BATCH)
     if args.steps_per_call > 1:  # many steps per call: a lax.scan over on-device batches

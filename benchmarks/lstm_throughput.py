@@ -58,7 +58,7 @@ def jaxdl_step(seed: int, time_steps: int = TIME):
     optimizer = optax.adam(LR)
     _, params = model.init(jax.random.key(seed), (-1, time_steps, FEATURES))
     state = dl.TrainState.create(params, optimizer, jax.random.key(seed + 1))
-    return dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer, metrics={}), state
+    return dl.make_train_step(model, dl.softmax_cross_entropy, optimizer, metrics={}), state
 
 
 def bench_jaxdl(x, y, args) -> tuple[Callable, float]:

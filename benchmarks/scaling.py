@@ -136,7 +136,7 @@ def setup(model, params, mesh, x, y, args, *, dtype: str = "float32", steps_per_
     optimizer = optax.adam(LR)
     state = dl.TrainState.create(params, optimizer, jax.random.key(args.seed + 1))
     state = devices.put(state, devices.state_sharding(state, mesh))  # replicated: the mesh has no "model" axis
-    step = dl.make_train_step(mixed_precision(model.apply, dtype), dl.softmax_cross_entropy, optimizer)
+    step = dl.make_train_step(mixed_precision(model, dtype), dl.softmax_cross_entropy, optimizer)
     order = np.arange(args.steps * args.batch).reshape(args.steps, args.batch) % len(x)  # cycles through x
     if steps_per_call > 1:  # a lax.scan over batches gathered from the data on every device
         multi = make_multi_step(step, devices.batch_sharding(mesh))

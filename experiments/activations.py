@@ -45,7 +45,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from jaxdl import devices, experiment, viz
-from jaxdl.layers import Layer, ReLU, Sigmoid
+from jaxdl.core import Layer
+from jaxdl.layers import ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
 from jaxdl.precision import mixed_precision
@@ -137,12 +138,12 @@ def main(argv=None) -> dict:
     results = {}
     for name, model in models.items():
         print(f"\ntraining the {name} network")
-        apply = mixed_precision(model.apply, args.dtype)
+        compute = mixed_precision(model, args.dtype)
         results[name] = fit(
             TrainState.create(initial[name], optimizer, state_key),
-            make_train_step(apply, softmax_cross_entropy, optimizer), train,
+            make_train_step(compute, softmax_cross_entropy, optimizer), train,
             epochs=args.epochs, batch_size=args.batch_size,
-            eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=test,
+            eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=test,
             checkpoint_dir=checkpoints / name, resume=args.resume,
             config={**experiment.run_config(args), "activation": name}, progress=args.progress, mesh=mesh,
         )

@@ -44,14 +44,9 @@ from jaxdl.data.text import (
     pad_batch,
     tokenize_chars,
 )
-from jaxdl.layers import summary
+from jaxdl.core import Layer, initial_state, summary
 from jaxdl.losses import softmax_cross_entropy
-from jaxdl.models import (
-    CELLS,
-    LanguageModelStep,
-    char_language_model,
-    char_language_model_step,
-)
+from jaxdl.models import CELLS, char_language_model
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
 from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
@@ -111,10 +106,10 @@ def parse_args(argv):
 
 
 # --------------------------------------------------------------------------- model
-def build_model(vocabulary: Vocabulary, settings: dict):
-    """The network and its one-character step, from the run's settings."""
-    model_settings = {name: settings[name] for name in MODEL_FLAGS}
-    return char_language_model(len(vocabulary), **model_settings), char_language_model_step(**model_settings)
+def build_model(vocabulary: Vocabulary, settings: dict, *, stream: bool = False) -> Layer:
+    """The network of the run's settings; with ``stream``, the same network reading one
+    piece of text after another (its recurrent state carried between calls)."""
+    return char_language_model(len(vocabulary), stream=stream, **{name: settings[name] for name in MODEL_FLAGS})
 
 
 def context_id(vocabulary: Vocabulary) -> int:
@@ -135,26 +130,28 @@ def encode_text(vocabulary: Vocabulary, text: str, what: str) -> list[int]:
     return vocabulary.encode(tokenize_chars(text))
 
 
-def make_sampler(stepper: LanguageModelStep):
-    """``sample(params, prompt_ids (P,), key, temperature, length) -> ids (length,)``, jitted.
+def make_sampler(stream: Layer):
+    """``sample(params, prompt_ids (P,), key, temperature, length) -> ids (length,)``, jitted,
+    for the model built with ``stream=True``.
 
-    The prompt is read one character at a time (the recurrent state carries over),
-    then each next character is drawn from softmax(logits / temperature) and fed back;
+    The prompt is read in one call (the recurrent state carries over), then each next
+    character is drawn from softmax(logits / temperature) and fed back, one at a time;
     temperature 0 takes the most likely one. <pad> and <unk> are never drawn.
     """
 
     def sample(params, prompt, key, temperature, length):
-        state, logits = jax.lax.scan(lambda s, i: stepper.step(params, s, i[None]), stepper.zero_state(1), prompt)
+        logits, state = stream.apply(params, prompt[None], state=initial_state(stream, (1, 1)))
         reserved = jnp.arange(logits.shape[-1]) <= max(PAD_ID, UNK_ID)
 
         def one(carry, step_key):
             state, logits = carry
-            logits = jnp.where(reserved, -jnp.inf, logits[0])
+            logits = jnp.where(reserved, -jnp.inf, logits)
             drawn = jax.random.categorical(step_key, logits / jnp.maximum(temperature, 1e-30))
             char = jnp.where(temperature > 0, drawn, jnp.argmax(logits)).astype(prompt.dtype)
-            return stepper.step(params, state, char[None]), char
+            logits, state = stream.apply(params, char[None, None], state=state)
+            return (state, logits[0, 0]), char
 
-        _, chars = jax.lax.scan(one, (state, logits[-1]), jax.random.split(key, length))
+        _, chars = jax.lax.scan(one, (state, logits[0, -1]), jax.random.split(key, length))
         return chars
 
     return jit(sample, static_argnames="length")
@@ -221,14 +218,14 @@ def use_model(args) -> dict:
         checkpoint = load_checkpoint(args.out / "checkpoints")
     except (VocabularyError, CheckpointError) as error:
         sys.exit(f"error: {error}. Train a model first: python experiments/char_lm.py --out {args.out}")
-    model, stepper = build_model(vocabulary, checkpoint.config)
+    model = build_model(vocabulary, checkpoint.config)
     params = checkpoint.state["params"]
     print(f"model of {checkpoint.path} ({checkpoint.config['cell']}, {checkpoint.config['hidden']} units, "
           f"{len(vocabulary) - 2} characters)")
     result = {}
     try:
         if args.sample is not None:
-            text = generate(make_sampler(stepper), params, vocabulary, args.prompt, args.sample, args.seed,
+            text = generate(make_sampler(build_model(vocabulary, checkpoint.config, stream=True)), params, vocabulary, args.prompt, args.sample, args.seed,
                             args.temperature)
             print(f"\n{args.prompt}{text}")
             result["sample"] = text
@@ -325,17 +322,17 @@ def main(argv=None) -> dict:
     print(f"{len(train_data['x']):,} training windows of {args.window} characters: {steps_per_epoch} steps of "
           f"{args.batch_size} per epoch, {args.epochs} epochs")
 
-    model, stepper = build_model(vocabulary, vars(args))
+    model = build_model(vocabulary, vars(args))
     summary(model, (-1, args.window))
     steps = args.epochs * steps_per_epoch
     optimizer = make_optimizer(args, steps)
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
     _, params = model.init(init_key, (-1, args.window))
-    apply = mixed_precision(model.apply, args.dtype)
+    compute = mixed_precision(model, args.dtype)
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=validation_data,
+        eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=validation_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
         config={k: v for k, v in experiment.run_config(args).items() if k not in USE_FLAGS}, mesh=mesh,
     )
@@ -348,7 +345,7 @@ def main(argv=None) -> dict:
     ))
     if args.end_sample:
         prompt = args.prompt if all(char in vocabulary for char in args.prompt) else ""
-        text = generate(make_sampler(stepper), result.state.params, vocabulary, prompt, args.end_sample, args.seed,
+        text = generate(make_sampler(build_model(vocabulary, vars(args), stream=True)), result.state.params, vocabulary, prompt, args.end_sample, args.seed,
                         args.temperature)
         print(f"\na sample (temperature {args.temperature}):\n{prompt}{text}")
     metrics = {

@@ -47,7 +47,7 @@ from jaxdl.data.text import (
     VocabularyError,
     bucket_examples,
 )
-from jaxdl.layers import abstract_init, count_params
+from jaxdl.core import abstract_init, count_params
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
@@ -140,19 +140,19 @@ def train_baseline(train: dict, args, checkpoints: Path, mesh) -> tuple[FitResul
     _, params = model.init(init_key, (-1, len(FEATURES)))
     optimizer = optax.adam(BASELINE["lr"])
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(model.apply, binary_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(model, binary_cross_entropy, optimizer),
         data, epochs=BASELINE["epochs"], batch_size=BASELINE["batch_size"], steps_per_call=100,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
         config={"features": list(FEATURES), **BASELINE, "seed": args.seed, "train_examples": args.train_examples},
         mesh=mesh,
     )
-    logits = predict(model.apply, result.state.params, data["x"], 4096)[:, 0]
+    logits = predict(model, result.state.params, data["x"], 4096)[:, 0]
     return result, best_f1_threshold(logits, data["y"])
 
 
 def baseline_last_names(params, threshold: float, sentences: list[list[str]]) -> list[list[int]]:
     """1 where the logistic unit's logit passes ``threshold``, per token of each sentence."""
-    logits = predict(logistic_unit().apply, params, features_of(sentences), 4096)[:, 0]
+    logits = predict(logistic_unit(), params, features_of(sentences), 4096)[:, 0]
     ends = np.cumsum([len(tokens) for tokens in sentences])[:-1]
     return [list((part > threshold).astype(int)) for part in np.split(logits, ends)]
 
@@ -174,16 +174,16 @@ def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries
     return bucket_examples(rows, boundaries, token_columns={"y": [[tag_ids[t] for t in s] for s in split["ner"]]})
 
 
-def make_tag_fn(apply, tags: list[str]):
+def make_tag_fn(model, tags: list[str]):
     """``tag(members, data: Buckets) -> tags of each sentence`` (lists of str, in input order):
-    the most probable tag of each token, by the probabilities of the networks whose params
-    are ``members`` added up (the average's argmax)."""
-    probabilities = jit(lambda params, x: jax.nn.softmax(apply(params, x)))
+    the most probable tag of each token, by the probabilities of the networks of ``model``
+    whose params are ``members`` added up (the average's argmax)."""
+    probabilities = jit(lambda params, x, lengths: jax.nn.softmax(model.apply(params, x, lengths=lengths)))
 
     def tag(members: list, data: Buckets) -> list[list[str]]:
         found: list = [None] * data.size
         for batch in data.eval_batches(256):
-            ids = np.asarray(sum(probabilities(params, batch["x"]) for params in members).argmax(-1))
+            ids = np.asarray(sum(probabilities(params, batch["x"], batch["lengths"]) for params in members).argmax(-1))
             for row, index, length in zip(ids, batch["index"], batch["lengths"]):
                 if index >= 0:
                     found[index] = [tags[i] for i in row[:length]]
@@ -192,16 +192,16 @@ def make_tag_fn(apply, tags: list[str]):
     return tag
 
 
-def train_tagger(model, apply, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback,
+def train_tagger(compute, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback,
                  mesh) -> FitResult:
-    """One tagger from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on the
-    devices of ``mesh``; prints its learning curve."""
+    """One tagger from ``seed``, computing as ``compute`` (the model in the chosen dtype),
+    checkpointed in ``checkpoints``, on the devices of ``mesh``; prints its learning curve."""
     init_key, state_key = jax.random.split(jax.random.key(seed))
-    _, params = model.init(init_key, (-1, data.boundaries[-1], 1 + args.max_chars))
+    _, params = compute.init(init_key, (-1, data.boundaries[-1], 1 + args.max_chars))
     steps = args.epochs * data.steps_per_epoch(args.batch_size)
     optimizer = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(optax.cosine_decay_schedule(args.lr, steps)))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints, resume=args.resume,
         progress=args.progress, callbacks=[callback], mesh=mesh,
         config={**experiment.member_config(args, seed), "tags": tags, "boundaries": list(data.boundaries)},
@@ -278,8 +278,8 @@ def train(args, checkpoints: Path, mesh) -> dict:
     _, params = abstract_init(model, (-1, boundaries[-1], 1 + args.max_chars))
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
-    apply = mixed_precision(model.apply, args.dtype)
-    tag_sentences = make_tag_fn(apply, tags)
+    compute = mixed_precision(model, args.dtype)
+    tag_sentences = make_tag_fn(compute, tags)
 
     def score_dev(state, record):
         entities = span_scores(splits["dev"]["ner"], tag_sentences([state.params], data["dev"]))
@@ -289,7 +289,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints / "tagger")):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train_tagger(model, apply, tags, data["train"], args, seed, folder, score_dev, mesh))
+        results.append(train_tagger(compute, tags, data["train"], args, seed, folder, score_dev, mesh))
     members = [result.state.params for result in results]
 
     entities, network_scores = {}, {}
@@ -342,7 +342,7 @@ def run_tag(argv) -> list[dict]:
         sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
     settings, tags = networks[0].config, networks[0].config["tags"]
     model = build_tagger(settings, words, chars, tags)
-    tag_sentences = make_tag_fn(model.apply, tags)
+    tag_sentences = make_tag_fn(model, tags)
     members = [network.state["params"] for network in networks]
     sentences = [tokenize_news(text) for text in texts]  # a non-blank text has at least one token
     rows = [encode_tokens(tokens, words, chars, settings["max_chars"]) for tokens in sentences]

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from jaxdl import devices, experiment, viz
-from jaxdl.layers import summary
+from jaxdl.core import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
@@ -58,13 +58,13 @@ def parse_args(argv):
     return parser, args
 
 
-def report(model, apply, members: list, data, args) -> dict:
+def report(model, compute, members: list, data, args) -> dict:
     """Test accuracy, a few probability distributions, and the plots of what the (first) network learned.
 
     ``members`` holds each network's params; their probability distributions are averaged.
     """
     labels = data.test["y"]
-    each = [np.asarray(jax.nn.softmax(predict(apply, params, data.test["x"], 1000))) for params in members]
+    each = [np.asarray(jax.nn.softmax(predict(compute, params, data.test["x"], 1000))) for params in members]
     if len(members) > 1:
         print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
     probabilities = np.mean(each, axis=0)
@@ -100,17 +100,17 @@ def report(model, apply, members: list, data, args) -> dict:
     return {"test_accuracy": accuracy, "member_test_accuracies": [float((p.argmax(-1) == labels).mean()) for p in each]}
 
 
-def train(model, apply, data, args, seed: int, checkpoints, mesh) -> FitResult:
-    """One network from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on
+def train(model, compute, data, args, seed: int, checkpoints, mesh) -> FitResult:
+    """One network from ``seed`` computing as ``compute`` (the model in the chosen dtype), checkpointed in ``checkpoints``, on
     the devices of ``mesh``; prints its learning curve."""
     steps = args.epochs * (len(data.train["y"]) // args.batch_size)
     optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
     init_key, state_key = jax.random.split(jax.random.key(seed))
     _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=data.test,
+        eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=data.test,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress, steps_per_call=args.steps_per_call,
         config=experiment.member_config(args, seed), mesh=mesh,
     )
@@ -126,13 +126,13 @@ def main(argv=None) -> dict:
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
-    apply = mixed_precision(model.apply, args.dtype)
+    compute = mixed_precision(model, args.dtype)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train(model, apply, data, args, seed, folder, mesh))
-    metrics = report(model, apply, [result.state.params for result in results], data, args)
+        results.append(train(model, compute, data, args, seed, folder, mesh))
+    metrics = report(model, compute, [result.state.params for result in results], data, args)
     first = results[0]
     reached = [r["elapsed_s"] for r in first.history if r.get("val_accuracy", 0) >= 0.99]
     train_time = sum(result.train_time_s for result in results)

@@ -36,7 +36,7 @@ import optax
 from jaxdl import devices, experiment, viz
 from jaxdl.compiler import jit
 from jaxdl.data import dataset_size, eval_batches
-from jaxdl.layers import summary
+from jaxdl.core import Layer, summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
@@ -92,14 +92,14 @@ def optimizers(args, noise_key: jax.Array) -> dict[str, optax.GradientTransforma
     return {"ordinary": sgd, "clipped": private(0.0), "dp_sgd": private(args.noise)}
 
 
-def make_gradient_norms(apply_fn: Callable, batch_size: int = NORM_BATCH) -> Callable[[dict, dict], tuple]:
+def make_gradient_norms(model: Layer, batch_size: int = NORM_BATCH) -> Callable[[dict, dict], tuple]:
     """``norms(params, data) -> (norms (N,), predicted (N,))``: the L2 norm of each example's
     loss gradient at ``params`` (``train=False``, over all weights) and the class the network
     predicts for it, computed ``batch_size`` examples at a time."""
 
     @jit
     def batch_norms(params, batch):
-        grads, _, outputs = per_example_grads(apply_fn, softmax_cross_entropy, params, batch)
+        grads, _, outputs = per_example_grads(model, softmax_cross_entropy, params, batch)
         return per_example_norms(grads), outputs.argmax(-1)
 
     def norms(params, data: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -134,12 +134,12 @@ def steps_per_s(result: FitResult) -> float:
     return (first["step"] - 1) / max(first["time_s"] - result.compile_time_s, 1e-9)
 
 
-def train(name: str, apply, params, optimizer, eval_step, data, args, state_key, checkpoints, mesh) -> FitResult:
-    """One run from ``params`` computing with ``apply``, checkpointed in ``checkpoints/name``, on the
+def train(name: str, compute, params, optimizer, eval_step, data, args, state_key, checkpoints, mesh) -> FitResult:
+    """One run from ``params`` computing as ``compute`` (the model in the chosen dtype), checkpointed in ``checkpoints/name``, on the
     devices of ``mesh``; prints its learning curve."""
     make_step = make_train_step if name == "ordinary" else make_per_example_train_step
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_step(apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_step(compute, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size, eval_step=eval_step, eval_data=data.test,
         checkpoint_dir=checkpoints / name, resume=args.resume, progress=args.progress,
         config={**experiment.member_config(args, args.seed, ignore=IGNORED[name]), "run": name}, mesh=mesh,
@@ -161,16 +161,16 @@ def main(argv=None) -> dict:
     # its step compiles in about half the time it takes with JAX's default threefry.
     noise_key = jax.random.key(args.seed, impl="rbg")
     _, initial = model.init(init_key, shape)  # every run starts here and sees the same batches (state_key)
-    apply = mixed_precision(model.apply, args.dtype)
-    gradient_norms = make_gradient_norms(apply)
-    eval_step = make_eval_step(apply, softmax_cross_entropy)  # one for all runs: compiled once
+    compute = mixed_precision(model, args.dtype)
+    gradient_norms = make_gradient_norms(compute)
+    eval_step = make_eval_step(compute, softmax_cross_entropy)  # one for all runs: compiled once
     norms, predicted, results = {"init": gradient_norms(initial, data.train)[0]}, {}, {}
     clipped = f"the mean of per-example gradients clipped to norm {args.clip:g}"
     about = {"ordinary": "the batch's mean gradient", "clipped": clipped,
              "dp_sgd": f"{clipped}, their sum noised (Gaussian, std {args.clip * args.noise:g})"}
     for name, optimizer in optimizers(args, noise_key).items():
         print(f"\n{name}: SGD lr {args.lr:g} momentum {MOMENTUM:g} on {about[name]}")
-        results[name] = train(name, apply, initial, optimizer, eval_step, data, args, state_key, checkpoints, mesh)
+        results[name] = train(name, compute, initial, optimizer, eval_step, data, args, state_key, checkpoints, mesh)
         norms[name], predicted[name] = gradient_norms(results[name].state.params, data.train)
 
     base, rows = steps_per_s(results["ordinary"]), []

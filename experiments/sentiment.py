@@ -33,7 +33,7 @@ from jaxdl.data.text import (
     pad_batch,
     tokenize_words,
 )
-from jaxdl.layers import summary
+from jaxdl.core import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, rnn_classifier
 from jaxdl.precision import mixed_precision
@@ -88,11 +88,12 @@ def encode(vocabulary: Vocabulary, sentences) -> list[list[int]]:
     return [vocabulary.encode(tokenize_words(sentence, lower=True)) for sentence in sentences]
 
 
-def probabilities(apply, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
-    """(networks, sentences, 2) class probabilities of each network (params in ``members``),
-    computed by ``apply`` (a model's, or it in another dtype)."""
-    ids, _ = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
-    return np.stack([np.asarray(jax.nn.softmax(predict(apply, params, ids, 128))) for params in members])
+def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
+    """(networks, sentences, 2) class probabilities of each network (params in ``members``)
+    of ``model`` (or the model computing in another dtype)."""
+    ids, lengths = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
+    inputs = {"x": ids, "lengths": lengths}
+    return np.stack([np.asarray(jax.nn.softmax(predict(model, params, inputs, 128))) for params in members])
 
 
 def run_predictions(args) -> list[float]:
@@ -106,24 +107,24 @@ def run_predictions(args) -> list[float]:
     except (VocabularyError, CheckpointError) as error:
         sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
     model = build_model(vocabulary, checkpoints[0].config)
-    each = probabilities(model.apply, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
+    each = probabilities(model, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
     positive = each.mean(0)[:, 1]
     for sentence, p in zip(sentences, positive):
         print(f"{p:.3f}  {sentence}")
     return [float(p) for p in positive]
 
 
-def train_network(model, apply, train_data, dev_data, args, seed: int, checkpoints, mesh) -> FitResult:
-    """One network from ``seed`` computing with ``apply``, checkpointed in ``checkpoints``, on
-    the devices of ``mesh``; prints its learning curve."""
+def train_network(model, compute, train_data, dev_data, args, seed: int, checkpoints, mesh) -> FitResult:
+    """One network of ``model`` from ``seed``, computing as ``compute`` (the model in the chosen
+    dtype), checkpointed in ``checkpoints``, on the devices of ``mesh``; prints its learning curve."""
     steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
     optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
     init_key, state_key = jax.random.split(jax.random.key(seed))
     _, params = model.init(init_key, (-1, train_data.boundaries[-1]))
     result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(apply, softmax_cross_entropy, optimizer),
+        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(apply, softmax_cross_entropy), eval_data=dev_data,
+        eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=dev_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
         config=experiment.member_config(args, seed, ignore=("predict",)), mesh=mesh,
     )
@@ -151,14 +152,14 @@ def main(argv=None) -> dict:
 
     model = build_model(vocabulary, vars(args))
     summary(model, (-1, boundaries[-1]))
-    apply = mixed_precision(model.apply, args.dtype)
+    compute = mixed_precision(model, args.dtype)
     results = []
     for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train_network(model, apply, train_data, dev_data, args, seed, folder, mesh))
+        results.append(train_network(model, compute, train_data, dev_data, args, seed, folder, mesh))
 
-    each = probabilities(apply, [result.state.params for result in results], vocabulary, dev["sentence"])
+    each = probabilities(compute, [result.state.params for result in results], vocabulary, dev["sentence"])
     labels = dev["label"]
     member_accuracies = [float((p.argmax(-1) == labels).mean()) for p in each]
     accuracy = float((each.mean(0).argmax(-1) == labels).mean())

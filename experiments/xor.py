@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxdl import experiment, viz
-from jaxdl.layers import summary
+from jaxdl.core import summary
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
 from jaxdl.tables import format_table
@@ -105,8 +105,8 @@ def convergence_study(args, optimizer) -> tuple[dict, dict]:
     converged, curves = {}, {}
     for hidden in STUDY_SIZES:
         model = mlp([hidden], 1)
-        train_step = make_train_step(model.apply, binary_cross_entropy, optimizer)
-        eval_step = make_eval_step(model.apply, binary_cross_entropy)
+        train_step = make_train_step(model, binary_cross_entropy, optimizer)
+        eval_step = make_eval_step(model, binary_cross_entropy)
 
         def run(key):
             state = init_state(key, hidden, optimizer)
@@ -132,8 +132,8 @@ def main(argv=None) -> dict:
     state = init_state(jax.random.key(args.seed), args.hidden, optimizer)
     chain_rule_diff = chain_rule_check(state.params)
 
-    train_step = make_train_step(model.apply, binary_cross_entropy, optimizer)
-    eval_step = make_eval_step(model.apply, binary_cross_entropy)
+    train_step = make_train_step(model, binary_cross_entropy, optimizer)
+    eval_step = make_eval_step(model, binary_cross_entropy)
     result = fit(
         state, train_step, DATA, epochs=args.epochs, batch_size=args.batch_size,
         checkpoint_dir=checkpoints, checkpoint_every=max(args.epochs // 20, 1), resume=args.resume,

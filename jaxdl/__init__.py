@@ -11,8 +11,23 @@ flows through explicit keys. The names a notebook user types are here::
 from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from jaxdl.compiler import jit
 from jaxdl.devices import make_mesh
+from jaxdl.core import (
+    Layer,
+    LayerError,
+    abstract_init,
+    apply_child,
+    child_keys,
+    composite,
+    count_params,
+    init_child,
+    initial_state,
+    parallel,
+    serial,
+    summary,
+)
 from jaxdl.layers import (
     AvgPool,
+    BatchNorm,
     CharCNN,
     Conv,
     Dense,
@@ -23,8 +38,6 @@ from jaxdl.layers import (
     FanOut,
     Flatten,
     Identity,
-    Layer,
-    LayerError,
     LayerNorm,
     LogSoftmax,
     MaxPool,
@@ -33,17 +46,15 @@ from jaxdl.layers import (
     Sigmoid,
     Softmax,
     Step,
+    Take,
     Tanh,
     WordDropout,
-    parallel,
-    serial,
-    summary,
 )
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
 from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_matrix, span_scores
 from jaxdl.data import DataError, load_image_classification
 from jaxdl.precision import mixed_precision
-from jaxdl.models import cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
+from jaxdl.models import char_language_model, cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 from jaxdl.train import (
     EarlyStopping,
@@ -51,6 +62,7 @@ from jaxdl.train import (
     TrainState,
     evaluate,
     fit,
+    forward,
     make_eval_step,
     make_multi_step,
     make_per_example_train_step,

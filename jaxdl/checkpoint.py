@@ -5,6 +5,8 @@ msgpack (via ``flax.serialization``) of::
 
     {"format": 1, "state": <state as nested dicts of arrays>, "config": {...}, "meta": {...}}
 
+A train state's fields, the model's own state among them, are saved by name.
+
 Loading never runs code (no pickle). A truncated or corrupt file fails the
 checksum and raises :class:`CheckpointError`. A file is first written under a
 temporary name, flushed to disk and then renamed, so a save killed halfway never
@@ -176,8 +178,18 @@ def _leaf_paths(tree) -> set[str]:
     return {jax.tree_util.keystr(where) for where, _ in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def _with_empty_fields(target: dict, saved):
+    """``saved`` with the fields of ``target`` it lacks that hold nothing (an empty model state,
+    say): a checkpoint written before a structure gained such a field still loads."""
+    if not isinstance(target, dict) or not isinstance(saved, dict):
+        return saved
+    missing = {k: v for k, v in target.items() if k not in saved and not jax.tree_util.tree_leaves(v)}
+    return {**missing, **{k: _with_empty_fields(target.get(k), v) for k, v in saved.items()}}
+
+
 def _restore_into(target, state_dict, path: Path):
     host_target = _to_host(target)
+    state_dict = _with_empty_fields(serialization.to_state_dict(host_target), state_dict)
     expected, found = _leaf_paths(serialization.to_state_dict(host_target)), _leaf_paths(state_dict)
     if expected != found:  # from_state_dict would silently drop what the target lacks
         differences = (("missing from the checkpoint", expected - found), ("not in the target", found - expected))

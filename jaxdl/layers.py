@@ -1,71 +1,24 @@
-"""Stateless building blocks as pure ``(init, apply)`` pairs, and combinators.
+"""Building blocks: layers as pure ``(init, apply)`` pairs (the contract: :mod:`jaxdl.core`).
 
-Every layer is a :class:`Layer`: a named tuple of two pure functions::
-
-    init(key, input_shape) -> (output_shape, params)
-    apply(params, x, *, key=None, train=False) -> y
-
-Shapes include the batch axis first; use ``-1`` where it is not known yet.
-``init`` infers every shape without data, so :func:`summary` costs nothing.
-Parameters are plain dicts of arrays with readable names (``{"w", "b"}``);
-:func:`serial` and :func:`parallel` nest them under the names of their layers
-(``{"conv1": {"w", "b"}, "dense1": ...}``).
-
-A wrong input shape or dtype raises :class:`LayerError` (a ``ValueError``)
-naming the layer, what it expected and what it got. The checks run while
-tracing, so they cost nothing inside ``jit``.
+Dense, convolution and pooling layers, dropout and augmentation, embeddings,
+normalisation (BatchNorm keeps running statistics as state), activations, and the
+fan-out / fan-in layers that :func:`jaxdl.core.parallel` branches between.
+Parameters are plain dicts of arrays with readable names (``{"w", "b"}``).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
-from jaxdl.tables import format_table
+from jaxdl.core import Layer, LayerError, apply_child, composite, init_child, raise_if
 
-Shape = tuple  # (batch, ...) with -1 for an unknown size, or a tuple of shapes
-Params = Any  # a pytree of dicts of arrays
 Initializer = Callable[..., jax.Array]  # jax.nn.initializers signature
-
-
-class Layer(NamedTuple):
-    """A layer: a pair of pure functions, a name, and (for combinators) children.
-
-    Attributes:
-      init: ``(key, input_shape) -> (output_shape, params)``.
-      apply: ``(params, x, *, key=None, train=False) -> y``.
-      name: what a combinator calls this layer in its parameter dict.
-      kind: the layer's type, e.g. ``"Dense"``, shown by :func:`summary`.
-      children: ``(name, Layer)`` pairs of a combinator, in order.
-    """
-
-    init: Callable[[jax.Array, Shape], tuple[Shape, Params]]
-    apply: Callable[..., Any]
-    name: str
-    kind: str
-    children: tuple[tuple[str, "Layer"], ...] = ()
-
-
-class LayerError(ValueError):
-    """A layer got an input it cannot take (wrong shape, dtype or missing key).
-
-    ``path`` is the chain of names from the outermost combinator to the layer.
-    """
-
-    def __init__(self, kind: str, problem: str, path: tuple[str, ...] = ()):
-        self.kind, self.problem, self.path = kind, problem, path
-        where = "/".join(path) if path else kind.lower()
-        super().__init__(f"layer '{where}' ({kind}): {problem}")
-
-    def within(self, name: str) -> "LayerError":
-        """The same error, seen from the combinator that calls the layer ``name``."""
-        return LayerError(self.kind, self.problem, (name, *self.path))
 
 
 def _fmt(shape) -> str:
@@ -353,13 +306,19 @@ def Embedding(
     """Look up integer ids in a table: (...) int -> (..., features).
 
     With ``padding_id``, that id embeds to zeros: its row starts at zero and
-    never gets a gradient (like torch's ``padding_idx``).
+    never gets a gradient (like torch's ``padding_idx``). An id outside
+    ``[0, vocab_size)`` is an error: at once for concrete ids, and inside ``jit``
+    when the compiled program runs (:func:`jaxdl.core.raise_if`).
     Params: ``table`` (vocab_size, features).
     """
     _positive(vocab_size, "Embedding vocab_size")
     _positive(features, "Embedding features")
     if padding_id is not None and not (isinstance(padding_id, int) and 0 <= padding_id < vocab_size):
         raise ValueError(f"Embedding padding_id must be an id in [0, {vocab_size}) or None, got {padding_id!r}")
+
+    def out_of_range(lowest, highest):
+        return LayerError("Embedding", f"ids must be in [0, {vocab_size}), got ids from {lowest} to {highest}: "
+                                       "build the Embedding with the vocabulary the ids come from")
 
     def init(key, input_shape):
         table = init_fn(key, (vocab_size, features))
@@ -371,6 +330,8 @@ def Embedding(
         dtype = jnp.asarray(ids).dtype
         if not jnp.issubdtype(dtype, jnp.integer):
             raise LayerError("Embedding", f"expected integer token ids, got dtype {dtype}")
+        if jnp.size(ids):
+            raise_if(lambda lo, hi: (lo < 0) | (hi >= vocab_size), out_of_range, jnp.min(ids), jnp.max(ids))
         vectors = jnp.take(params["table"], ids, axis=0)
         if padding_id is None:
             return vectors
@@ -398,20 +359,108 @@ def CharCNN(
     def init(key, input_shape):
         if len(input_shape) < 1 or input_shape[-1] <= 0:
             raise LayerError("CharCNN", f"needs character ids of shape (..., C), got input shape {_fmt(input_shape)}")
+        chars = input_shape[-1]
         embed_key, conv_key = jax.random.split(key)
-        _, embedding_params = embedding.init(embed_key, (-1, input_shape[-1]))
-        _, conv_params = conv.init(conv_key, (-1, 1, input_shape[-1], embed))
-        return (*input_shape[:-1], features), {"embedding": embedding_params, "conv": conv_params}
+        _, params, state = init_child("embedding", embedding, embed_key, (-1, 1, chars), {}, {})
+        _, params, state = init_child("conv", conv, conv_key, (-1, 1, chars, embed), params, state)
+        return (*input_shape[:-1], features), params, state
 
-    def apply(params, ids, *, key=None, train=False):
+    def apply(params, ids, *, state, key=None, train=False):
         words = ids.reshape(-1, 1, ids.shape[-1])  # (M, 1, C): each word an image one row high
-        detected = conv.apply(params["conv"], embedding.apply(params["embedding"], words))
+        vectors, state = apply_child("embedding", embedding, params, state, words)
+        detected, state = apply_child("conv", conv, params, state, vectors)
         present = (words != padding_id)[..., None]
         strongest = jnp.where(present, detected, -jnp.inf).max(axis=(1, 2))
         strongest = jnp.where(present.any(axis=(1, 2)), strongest, 0.0)
-        return strongest.reshape(*ids.shape[:-1], features)
+        return strongest.reshape(*ids.shape[:-1], features), state
 
-    return Layer(init, apply, name, "CharCNN")
+    return composite(init, apply, name, "CharCNN", (("embedding", embedding), ("conv", conv)))
+
+
+def Take(index: int | slice, *, axis: int = -1, name: str = "take") -> Layer:
+    """Part of the input along ``axis`` (``x[..., index]`` for the last): an int index drops
+    the axis, a slice keeps it. Token rows (N, T, 1 + C) give their word ids with
+    ``Take(0)`` (N, T) and their characters with ``Take(slice(1, None))`` (N, T, C).
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, slice)):
+        raise TypeError(f"Take needs an int or a slice, got {index!r}")
+
+    def out_shape(shape):
+        if not shape:
+            raise LayerError("Take", "expected an array with at least one axis, got a scalar")
+        ax = axis % len(shape)
+        size = shape[ax]
+        if isinstance(index, int):
+            if size >= 0 and not -size <= index < size:
+                raise LayerError("Take", f"index {index} is outside an axis of size {size} (shape {_fmt(shape)})")
+            return (*shape[:ax], *shape[ax + 1 :])
+        kept = -1 if size < 0 else len(range(*index.indices(size)))
+        return (*shape[:ax], kept, *shape[ax + 1 :])
+
+    def init(key, input_shape):
+        return out_shape(tuple(input_shape)), {}
+
+    def apply(params, x, *, key=None, train=False):
+        out_shape(x.shape)
+        where = [slice(None)] * x.ndim
+        where[axis] = index
+        return x[tuple(where)]
+
+    return Layer(init, apply, name, "Take")
+
+
+def BatchNorm(
+    *, momentum: float = 0.99, epsilon: float = 1e-5, scale: bool = True, bias: bool = True, name: str = "batchnorm",
+) -> Layer:
+    """Normalise each feature (the last axis) over the batch and every other axis: (..., F) -> (..., F).
+
+    Training (``train=True``) normalises with the batch's mean and (biased) variance and
+    moves the running statistics toward them, ``mean <- momentum * mean + (1 - momentum) *
+    batch_mean`` (the same for ``var``); evaluation normalises with the running statistics.
+    Then ``y = (x - mean) / sqrt(var + epsilon) * scale + bias``. Numerics as
+    ``flax.linen.BatchNorm`` (same defaults): statistics in float32 also for bfloat16
+    inputs, the output in the input's dtype. On a device mesh the batch statistics are
+    those of the whole (global) batch.
+
+    Params: ``scale`` (ones) and ``bias`` (zeros), (F,), each unless turned off.
+    State: ``mean`` (zeros) and ``var`` (ones), (F,), float32.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
+    if not epsilon > 0:
+        raise ValueError(f"BatchNorm epsilon must be > 0, got {epsilon!r}")
+
+    def init(key, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] <= 0:
+            raise LayerError("BatchNorm", f"needs a batch with a known feature axis (N, ..., F), got input shape "
+                                          f"{_fmt(input_shape)}")
+        features = input_shape[-1]
+        params = {**({"scale": jnp.ones((features,))} if scale else {}),
+                  **({"bias": jnp.zeros((features,))} if bias else {})}
+        state = {"mean": jnp.zeros((features,), jnp.float32), "var": jnp.ones((features,), jnp.float32)}
+        return tuple(input_shape), params, state
+
+    def apply(params, x, *, state, key=None, train=False):
+        _check_last_dim("BatchNorm", x.shape, state["mean"].shape[0])
+        _check_float("BatchNorm", x)
+        if train:
+            wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            axes = tuple(range(x.ndim - 1))
+            mean = wide.mean(axes)
+            var = jnp.maximum(0.0, jnp.square(wide).mean(axes) - jnp.square(mean))  # one pass, as flax
+            state = {"mean": momentum * state["mean"] + (1 - momentum) * mean,
+                     "var": momentum * state["var"] + (1 - momentum) * var}
+        else:
+            mean, var = state["mean"], state["var"]
+        factor = lax.rsqrt(var + epsilon)
+        if scale:
+            factor = factor * params["scale"]
+        y = (x - mean) * factor
+        if bias:
+            y = y + params["bias"]
+        return y.astype(x.dtype), state
+
+    return Layer(init, apply, name, "BatchNorm", stateful=True)
 
 
 def LayerNorm(*, epsilon: float = 1e-6, name: str = "layernorm") -> Layer:
@@ -483,101 +532,7 @@ def Identity(*, name: str = "identity") -> Layer:
     return elementwise(lambda x: x, "Identity", name=name)
 
 
-# ---------------------------------------------------------------------- combinators
-def _unique_names(layers: Sequence[Layer]) -> list[str]:
-    """Layer names, numbered from 1 where several layers share one: dense1, dense2."""
-    totals = Counter(layer.name for layer in layers)
-    seen: Counter = Counter()
-    names = []
-    for layer in layers:
-        seen[layer.name] += 1
-        names.append(f"{layer.name}{seen[layer.name]}" if totals[layer.name] > 1 else layer.name)
-    return names
-
-
-def _has_params(params) -> bool:
-    return bool(jax.tree_util.tree_leaves(params))
-
-
-def _call(name: str, layer: Layer, params, x, key, train):
-    try:
-        return layer.apply(params.get(name, {}), x, key=key, train=train)
-    except LayerError as error:
-        raise error.within(name) from None
-
-
-def _init(name: str, layer: Layer, key, shape):
-    try:
-        return layer.init(key, shape)
-    except LayerError as error:
-        raise error.within(name) from None
-
-
-def _keys(key, n: int):
-    return [None] * n if key is None else list(jax.random.split(key, n))
-
-
-def serial(*layers: Layer, name: str = "serial") -> Layer:
-    """Compose layers in sequence: the output of each is the input of the next.
-
-    Params: a dict from each layer's name (numbered where names repeat) to its
-    params; layers without parameters are left out.
-    """
-    if not layers:
-        raise ValueError("serial needs at least one layer")
-    names = _unique_names(layers)
-    children = tuple(zip(names, layers))
-
-    def init(key, input_shape):
-        params, shape = {}, input_shape
-        for (child, layer), k in zip(children, jax.random.split(key, len(children))):
-            shape, p = _init(child, layer, k, shape)
-            if _has_params(p):
-                params[child] = p
-        return shape, params
-
-    def apply(params, x, *, key=None, train=False):
-        for (child, layer), k in zip(children, _keys(key, len(children))):
-            x = _call(child, layer, params, x, k, train)
-        return x
-
-    return Layer(init, apply, name, "serial", children)
-
-
-def parallel(*layers: Layer, name: str = "parallel") -> Layer:
-    """Apply layer i to input i of a tuple; returns the tuple of outputs.
-
-    Pair it with :func:`FanOut` and :func:`FanInSum` / :func:`FanInConcat`.
-    """
-    if not layers:
-        raise ValueError("parallel needs at least one layer")
-    names = _unique_names(layers)
-    children = tuple(zip(names, layers))
-
-    def check(inputs, what):
-        if not isinstance(inputs, (tuple, list)) or len(inputs) != len(children):
-            raise LayerError("parallel", f"expected a tuple of {len(children)} {what}, got {inputs!r:.80}")
-
-    def init(key, input_shape):
-        check(input_shape, "shapes")
-        params, shapes = {}, []
-        for (child, layer), k, shape in zip(children, jax.random.split(key, len(children)), input_shape):
-            out, p = _init(child, layer, k, shape)
-            shapes.append(out)
-            if _has_params(p):
-                params[child] = p
-        return tuple(shapes), params
-
-    def apply(params, inputs, *, key=None, train=False):
-        check(inputs, "inputs")
-        return tuple(
-            _call(child, layer, params, x, k, train)
-            for (child, layer), k, x in zip(children, _keys(key, len(children)), inputs)
-        )
-
-    return Layer(init, apply, name, "parallel", children)
-
-
+# ------------------------------------------------------------- fan-out and fan-in
 def FanOut(n: int, *, name: str = "fanout") -> Layer:
     """Copy the input into a tuple of ``n``."""
     _positive(n, "FanOut n")
@@ -619,52 +574,3 @@ def FanInConcat(axis: int = -1, *, name: str = "faninconcat") -> Layer:
         return jnp.concatenate(inputs, axis=axis)
 
     return Layer(init, apply, name, "FanInConcat")
-
-
-# -------------------------------------------------------------------------- summary
-def abstract_init(layer: Layer, input_shape: Shape) -> tuple[Shape, Params]:
-    """``layer.init`` without computing anything: params come back as ShapeDtypeStructs."""
-    result = {}
-
-    def init(key):
-        result["shape"], params = layer.init(key, input_shape)
-        return params
-
-    params = jax.eval_shape(init, jax.random.key(0))
-    return result["shape"], params
-
-
-def count_params(params: Params) -> int:
-    """The number of scalars in a params pytree (arrays or ShapeDtypeStructs)."""
-    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
-
-
-def _summary_rows(layer: Layer, shape, path: str, depth: int, rows: list):
-    out_shape, params = abstract_init(layer, shape)
-    nbytes = sum(math.prod(p.shape) * p.dtype.itemsize for p in jax.tree_util.tree_leaves(params))
-    rows.append((depth, path or layer.name, layer.kind, out_shape, count_params(params), nbytes))
-    if layer.kind == "serial":
-        for child, sub in layer.children:
-            shape = _summary_rows(sub, shape, child, depth + 1, rows)
-    elif layer.kind == "parallel":
-        for (child, sub), sub_shape in zip(layer.children, shape):
-            _summary_rows(sub, sub_shape, child, depth + 1, rows)
-    return out_shape
-
-
-def summary(model: Layer, input_shape: Shape, *, print_fn: Callable[[str], None] = print) -> int:
-    """Print each layer's output shape and parameter count, and the totals.
-
-    Nothing is computed: shapes come from ``init`` under ``jax.eval_shape``.
-    Returns the total number of parameters.
-    """
-    rows: list = []
-    _summary_rows(model, tuple(input_shape), "", 0, rows)
-    table = format_table(
-        ("layer", "kind", "output shape", "params"),
-        [("  " * depth + name, kind, shape, f"{n:,}") for depth, name, kind, shape, n, _ in rows],
-        right=(3,),
-    )
-    total, size = rows[0][4:]
-    print_fn(f"{table}\ntotal params: {total:,} ({size / 1024:,.1f} KiB)")
-    return total

@@ -8,29 +8,29 @@ token, and a character-level language model.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxdl.core import Layer, parallel, serial
 from jaxdl.layers import (
     CharCNN,
     Conv,
     Dense,
     Dropout,
     Embedding,
+    FanInConcat,
+    FanOut,
     Flatten,
-    Layer,
-    LayerError,
     MaxPool,
     RandomShift,
     ReLU,
     Sigmoid,
     Step,
+    Take,
     WordDropout,
-    _keys,
-    serial,
 )
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 
@@ -136,6 +136,12 @@ def cnn(
 
 
 # ------------------------------------------------------------------------------ RNN
+def _cell(cell: str):
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    return CELLS[cell]
+
+
 def rnn_classifier(
     vocab_size: int,
     num_classes: int,
@@ -158,34 +164,19 @@ def rnn_classifier(
     rate between recurrent layers, and while training each word becomes ``unk_id`` with
     probability ``word_dropout``.
 
-    Sequences are padded at the end with ``padding_id``; the valid lengths come from
-    the ids, so padding reaches neither the outputs nor the gradients.
-    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
+    Sequences are padded at the end with ``padding_id``; give their ``lengths`` (context,
+    as :class:`jaxdl.data.text.Buckets` batches hold them), so padding reaches neither the
+    outputs nor the gradients. Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
-    body = serial(
+    return serial(
         WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
         Embedding(vocab_size, embed, padding_id=padding_id),
         Dropout(embed_dropout, name="embed_dropout"),
-        RNN(CELLS[cell](hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool, name="rnn"),
+        RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool, name="rnn"),
         Dropout(dropout),
         Dense(num_classes, name="output"),
         name="rnn_classifier",
     )
-    parts = dict(body.children)
-
-    def apply(params, ids, *, key=None, train=False):
-        word_key, embed_key, rnn_key, dropout_key = _keys(key, 4)
-        lengths = jnp.sum(ids != padding_id, axis=1)
-        ids = parts["worddropout"].apply({}, ids, key=word_key, train=train)
-        x = parts["embedding"].apply(params["embedding"], ids)
-        x = parts["embed_dropout"].apply({}, x, key=embed_key, train=train)
-        x = parts["rnn"].apply(params["rnn"], x, lengths=lengths, key=rnn_key, train=train)
-        x = parts["dropout"].apply({}, x, key=dropout_key, train=train)
-        return parts["output"].apply(params["output"], x)
-
-    return body._replace(apply=apply)
 
 
 def tagger(
@@ -216,49 +207,29 @@ def tagger(
     ``unk_id`` with probability ``word_dropout`` (the characters stay), so the
     network learns to tag unknown words.
 
-    Sentences are padded at the end with ``padding_id`` word ids; the valid lengths
-    come from them, so padding reaches neither the outputs nor the gradients.
-    Params: ``embedding``, ``charcnn``, ``rnn`` (``layer1``, ...), ``output``.
+    Sentences are padded at the end with ``padding_id`` word ids; give their ``lengths``
+    (context), so padding reaches neither the outputs nor the gradients.
+    Params: ``features`` (``words``: ``embedding``; ``spelling``: ``charcnn``), ``rnn``
+    (``layer1``, ...), ``output``.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
-    word_dropout_layer = WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id)
-    embedding = Embedding(num_words, embed, padding_id=padding_id)
-    spelling = CharCNN(num_chars, char_features, embed=char_embed, width=char_width, padding_id=padding_id)
-    rnn = RNN(CELLS[cell](hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence", name="rnn")
-    dropout_layer = Dropout(dropout)
-    output = Dense(num_tags, name="output")
-
-    def check(shape):
-        if len(shape) != 3 or shape[-1] < 2:
-            raise LayerError("tagger", f"expected token rows (N, T, 1 + C) with C >= 1, got shape {tuple(shape)}")
-
-    def init(key, input_shape):
-        check(input_shape)
-        batch, steps, width = input_shape
-        keys = jax.random.split(key, 4)
-        _, embedding_params = embedding.init(keys[0], (batch, steps))
-        _, spelling_params = spelling.init(keys[1], (batch, steps, width - 1))
-        rnn_shape, rnn_params = rnn.init(keys[2], (batch, steps, embed + char_features))
-        out_shape, output_params = output.init(keys[3], rnn_shape)
-        params = {"embedding": embedding_params, "charcnn": spelling_params, "rnn": rnn_params, "output": output_params}
-        return out_shape, params
-
-    def apply(params, x, *, key=None, train=False):
-        check(x.shape)
-        word_key, in_key, rnn_key, out_key = _keys(key, 4)
-        ids, chars = x[..., 0], x[..., 1:]
-        lengths = jnp.sum(ids != padding_id, axis=1)
-        ids = word_dropout_layer.apply({}, ids, key=word_key, train=train)
-        words = jnp.concatenate(
-            [embedding.apply(params["embedding"], ids), spelling.apply(params["charcnn"], chars)], axis=-1
-        )
-        words = dropout_layer.apply({}, words, key=in_key, train=train)
-        states = rnn.apply(params["rnn"], words, lengths=lengths, key=rnn_key, train=train)
-        states = dropout_layer.apply({}, states, key=out_key, train=train)
-        return output.apply(params["output"], states)
-
-    return Layer(init, apply, "tagger", "tagger")
+    rnn = RNN(_cell(cell)(hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence", name="rnn")
+    return serial(
+        FanOut(2),
+        parallel(
+            serial(Take(0), WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
+                   Embedding(num_words, embed, padding_id=padding_id), name="words"),
+            serial(Take(slice(1, None)),
+                   CharCNN(num_chars, char_features, embed=char_embed, width=char_width, padding_id=padding_id),
+                   name="spelling"),
+            name="features",
+        ),
+        FanInConcat(),
+        Dropout(dropout),
+        rnn,
+        Dropout(dropout),
+        Dense(num_tags, name="output"),
+        name="tagger",
+    )
 
 
 def char_language_model(
@@ -269,64 +240,22 @@ def char_language_model(
     cell: str = "gru",
     layers: int = 1,
     dropout: float = 0.0,
+    stream: bool = False,
 ) -> Layer:
     """Character ids (N, T) -> logits (N, T, vocab_size) of the next character at each step:
     Embedding -> RNN (``layers`` deep, ``cell`` in ``CELLS``, every step's state) ->
     Dropout -> Dense per step; ``dropout`` is also the rate between recurrent layers.
 
     The network reads forward only, so the logits at step t depend on ids[:, :t + 1]
-    alone (padding at the end of a row changes nothing before it).
-    :func:`char_language_model_step` runs the same params one character at a time.
+    alone (padding at the end of a row changes nothing before it). With ``stream=True``
+    it keeps the recurrent state between calls (:func:`jaxdl.recurrent.RNN`): the same
+    params read a text in pieces, or one character at a time to generate one.
     Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
     return serial(
         Embedding(vocab_size, embed),
-        RNN(CELLS[cell](hidden), layers=layers, dropout=dropout, output="sequence", name="rnn"),
+        RNN(_cell(cell)(hidden), layers=layers, dropout=dropout, output="sequence", stream=stream, name="rnn"),
         Dropout(dropout),
         Dense(vocab_size, name="output"),
         name="char_language_model",
     )
-
-
-class LanguageModelStep(NamedTuple):
-    """One step of a :func:`char_language_model` (for generation): pure functions.
-
-    Attributes:
-      zero_state: ``batch -> state``: the recurrent state before the first character
-        (a tuple with one carry per layer).
-      step: ``(params, state, ids (N,)) -> (state, logits (N, vocab_size))``: read one
-        character per row; the logits are those of the next character.
-    """
-
-    zero_state: Callable[[int], tuple]
-    step: Callable[[dict, tuple, jax.Array], tuple[tuple, jax.Array]]
-
-
-def char_language_model_step(*, hidden: int = 256, cell: str = "gru", layers: int = 1, **_) -> LanguageModelStep:
-    """The step of the :func:`char_language_model` with these settings (extra ones, such as
-    ``embed`` or ``dropout``, are ignored: evaluation uses no dropout).
-
-    It reads the model's params as :func:`jaxdl.recurrent.RNN` lays them out
-    (``rnn/layer<k>/forward``) and projects each input as RNN does (``x @ w_i + b``):
-    stepping through a sequence gives the logits of the full-sequence model.
-    """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
-    unit = CELLS[cell](hidden)
-    embedding, output = Embedding(1, 1), Dense(1, name="output")  # only their apply is used
-
-    def zero_state(batch: int) -> tuple:
-        return tuple(unit.zero_carry(batch, jnp.float32) for _ in range(layers))
-
-    def step(params, state, ids):
-        x = embedding.apply(params["embedding"], ids)
-        carries = []
-        for layer, carry in enumerate(state, start=1):
-            cell_params = params["rnn"][f"layer{layer}"]["forward"]
-            carry, x = unit.apply(cell_params, carry, x @ cell_params["w_i"] + cell_params["b"])
-            carries.append(carry)
-        return tuple(carries), output.apply(params["output"], x)
-
-    return LanguageModelStep(zero_state, step)

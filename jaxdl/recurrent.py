@@ -30,18 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
-from jaxdl.layers import (
-    Dropout,
-    Initializer,
-    Layer,
-    LayerError,
-    _check_float,
-    _check_last_dim,
-    _check_rank,
-    _fmt,
-    _keys,
-    _positive,
-)
+from jaxdl.core import Layer, LayerError, child_keys, raise_if
+from jaxdl.layers import Dropout, Initializer, _check_float, _check_last_dim, _check_rank, _fmt, _positive
 
 Carry = Any  # an array (N, H), or a tuple of them (the LSTM's (c, h))
 
@@ -193,9 +183,11 @@ def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int) -> tuple[jax.Array, jax.Array]:
-    """Run ``cell`` over (N, T, D): outputs (N, T, H), zero at padded steps, and the
-    last valid output (N, H), zero for an empty sequence.
+def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int,
+          carry: Carry) -> tuple[jax.Array, jax.Array, Carry]:
+    """Run ``cell`` over (N, T, D) from ``carry``: outputs (N, T, H), zero at padded steps,
+    the last valid output (N, H), zero for an empty sequence, and the carry after the
+    last valid step.
 
     The inputs of all steps are projected in one matmul, time-major (T, N, G):
     the (N, T, D) inputs are transposed, not their larger projection. The scan
@@ -205,8 +197,8 @@ def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int)
     reads less memory than keeping every gate's activation.
     """
     x_proj = x.swapaxes(0, 1) @ params["w_i"]  # (T, N, G)
-    batch = x.shape[0]
-    start = (cell.zero_carry(batch, x_proj.dtype), jnp.zeros((batch, cell.hidden), x_proj.dtype))
+    start = (jax.tree.map(lambda c: c.astype(x_proj.dtype), carry),
+             jnp.zeros((x.shape[0], cell.hidden), x_proj.dtype))
 
     def step(state, inputs):
         x_t, valid_t = inputs
@@ -216,8 +208,13 @@ def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int)
         return state, jnp.where(valid_t, h, 0)
 
     step = jax.checkpoint(step, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
-    (_, last), outputs = lax.scan(step, start, (x_proj, valid.T), unroll=unroll)
-    return outputs.swapaxes(0, 1), last
+    (carry, last), outputs = lax.scan(step, start, (x_proj, valid.T), unroll=unroll)
+    return outputs.swapaxes(0, 1), last, carry
+
+
+def _negative_lengths(lowest) -> LayerError:
+    return LayerError("RNN", f"lengths must be >= 0, got {lowest}: a negative length is a bug in the caller "
+                             "(lengths count the valid steps of each padded sequence)")
 
 
 def _valid_lengths(kind: str, shape, mask, lengths) -> jax.Array:
@@ -237,7 +234,9 @@ def _valid_lengths(kind: str, shape, mask, lengths) -> jax.Array:
         raise LayerError(kind, f"lengths must be {expected}, got {_fmt(jnp.shape(lengths))}")
     if not jnp.issubdtype(jnp.asarray(lengths).dtype, jnp.integer):
         raise LayerError(kind, f"lengths must be integers, got dtype {jnp.asarray(lengths).dtype}")
-    return jnp.clip(lengths, 0, t)
+    if n:
+        raise_if(lambda lowest: lowest < 0, _negative_lengths, jnp.min(lengths))
+    return jnp.minimum(lengths, t)
 
 
 def _select_output(output: str, sequence, last, valid, lengths) -> jax.Array:
@@ -265,14 +264,25 @@ def RNN(
     dropout: float = 0.0,
     output: str = "sequence",
     unroll: int = 1,
+    stream: bool = False,
     name: str | None = None,
 ) -> Layer:
     """Run ``cell`` over padded batches of sequences: (N, T, D) -> (N, T, F) or (N, F).
 
-    ``apply(params, x, *, mask=None, lengths=None, key=None, train=False)``:
-    ``mask`` (N, T) (bool or 0/1, true on a prefix of each row: padding at the
-    end; only its row sums are used) or ``lengths`` (N,) int (clipped to
-    [0, T]) say which steps are valid; with neither, all are.
+    ``apply(params, x, *, lengths=None, mask=None, key=None, train=False)``: the context
+    ``lengths`` (N,) int (clipped to T; a negative one is an error) or ``mask`` (N, T)
+    (bool or 0/1, true on a prefix of each row: padding at the end; only its row sums
+    are used) says which steps are valid; with neither, all are.
+
+    With ``stream=True`` the layer reads a long sequence in pieces, or one step at a time
+    (to generate text): it keeps each layer's carry as its state, starts every call from
+    the state it is given and returns the carry after the call's last valid step::
+
+        shape, params, state = rnn.init(key, (1, 1, D))     # state: the zero carry of 1 sequence
+        for x_t in steps:                                    # x_t (1, 1, D)
+            h, state = rnn.apply(params, x_t, state=state)
+
+    Its params are those of the same RNN without ``stream``: train one, run the other.
 
     Args:
       cell: the step, e.g. ``LSTMCell(64)``; each layer and direction has its own weights.
@@ -288,9 +298,12 @@ def RNN(
       unroll: time steps per iteration of the loop over time (``lax.scan``'s
         ``unroll``): the same results; more can run faster and compiles longer
         (on a 2-core CPU, 2 made an LSTM's training step up to 5% faster).
-      name: the layer's name in a combinator (default: its kind in lower case).
+      stream: keep the carry between calls as the layer's state (forward only: a
+        bidirectional layer needs the whole sequence). ``init`` needs the batch size.
+      name: the layer's name in a composite (default: its kind in lower case).
 
-    Params: ``{"layer1": {"forward": cell params, "backward": ...}, "layer2": ...}``.
+    Params: ``{"layer1": {"forward": cell params, "backward": ...}, "layer2": ...}``;
+    state (``stream``): ``{"layer1": {"forward": carry}, ...}``.
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"RNN needs a Cell such as LSTMCell(64), got {cell!r:.80}")
@@ -300,10 +313,13 @@ def RNN(
         raise ValueError(f"RNN merge must be one of {tuple(MERGES)}, got {merge!r}")
     if output not in OUTPUTS:
         raise ValueError(f"RNN output must be one of {OUTPUTS}, got {output!r}")
+    if stream and bidirectional:
+        raise ValueError("RNN stream reads forward only: a bidirectional layer needs the whole sequence")
     between_layers = Dropout(dropout)
     kind = ("Bi" if bidirectional else "") + cell.kind
     directions = ("forward", "backward") if bidirectional else ("forward",)
     features = 2 * cell.hidden if bidirectional and merge == "concat" else cell.hidden
+    names = [f"layer{layer}" for layer in range(1, layers + 1)]
 
     def init(key, input_shape):
         _check_rank(kind, input_shape, 3, "(N, T, D)")
@@ -311,21 +327,28 @@ def RNN(
         if size <= 0:
             raise LayerError(kind, f"needs a known feature axis D, got input shape {_fmt(input_shape)}")
         params = {}
-        for layer, layer_key in enumerate(jax.random.split(key, layers), start=1):
+        for name, layer_key in zip(names, jax.random.split(key, layers)):
             keys = jax.random.split(layer_key, len(directions))
-            params[f"layer{layer}"] = {d: cell.init(k, size) for d, k in zip(directions, keys)}
+            params[name] = {d: cell.init(k, size) for d, k in zip(directions, keys)}
             size = features
-        return ((n, t, features) if output == "sequence" else (n, features)), params
+        shape = (n, t, features) if output == "sequence" else (n, features)
+        if not stream:
+            return shape, params
+        if n <= 0:
+            raise LayerError(kind, f"stream keeps one carry per sequence: init needs the batch size, e.g. "
+                                   f"(1, T, D); got input shape {_fmt(input_shape)}")
+        return shape, params, {name: {"forward": cell.zero_carry(n, jnp.float32)} for name in names}
 
-    def run_layer(params, x, valid, lengths):
-        forward, last = _scan(cell, params["forward"], x, valid, unroll)
+    def run_layer(params, x, valid, lengths, carry):
+        forward, last, carry = _scan(cell, params["forward"], x, valid, unroll, carry)
         if not bidirectional:
-            return forward, last
-        backward, first = _scan(cell, params["backward"], reverse_valid(x, lengths), valid, unroll)
+            return forward, last, carry
+        zero = cell.zero_carry(x.shape[0], x.dtype)
+        backward, first, _ = _scan(cell, params["backward"], reverse_valid(x, lengths), valid, unroll, zero)
         combine = MERGES[merge]
-        return combine(forward, reverse_valid(backward, lengths)), combine(last, first)
+        return combine(forward, reverse_valid(backward, lengths)), combine(last, first), None
 
-    def apply(params, x, *, mask=None, lengths=None, key=None, train=False):
+    def run(params, x, state, mask, lengths, key, train):
         _check_rank(kind, x.shape, 3, "(N, T, D)")
         _check_last_dim(kind, x.shape, params["layer1"]["forward"]["w_i"].shape[0])
         _check_float(kind, x)
@@ -337,10 +360,23 @@ def RNN(
         valid = jnp.arange(x.shape[1]) < lengths[:, None]  # (N, T)
         # Zero, not garbage, at padded steps: nothing there can reach a gradient (not even NaN * 0).
         x = jnp.where(valid[..., None], x, 0)
-        x, last = run_layer(params["layer1"], x, valid, lengths)
-        for layer, dropout_key in enumerate(_keys(key, layers - 1), start=2):
-            x = between_layers.apply({}, x, key=dropout_key, train=train)
-            x, last = run_layer(params[f"layer{layer}"], x, valid, lengths)
-        return _select_output(output, x, last, valid, lengths)
+        carries = {}
+        for i, (name, dropout_key) in enumerate(zip(names, [None, *child_keys(key, layers - 1)])):
+            if i:
+                x = between_layers.apply({}, x, key=dropout_key, train=train)
+            start = state[name]["forward"] if stream else cell.zero_carry(x.shape[0], x.dtype)
+            x, last, carry = run_layer(params[name], x, valid, lengths, start)
+            if stream:  # the carry in the state's own dtype, also after a bfloat16 call
+                carries[name] = {"forward": jax.tree.map(lambda new, old: new.astype(old.dtype), carry, start)}
+        return _select_output(output, x, last, valid, lengths), carries
 
-    return Layer(init, apply, name or kind.lower(), kind)
+    if stream:
+        def apply(params, x, *, state, mask=None, lengths=None, key=None, train=False):
+            if set(state) != set(names):
+                raise LayerError(kind, f"the state given holds {sorted(state)}, not this layer's {names}")
+            return run(params, x, state, mask, lengths, key, train)
+    else:
+        def apply(params, x, *, mask=None, lengths=None, key=None, train=False):
+            return run(params, x, None, mask, lengths, key, train)[0]
+
+    return Layer(init, apply, name or kind.lower(), kind, stateful=stream, reads=("lengths", "mask"))

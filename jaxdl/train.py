@@ -1,8 +1,13 @@
 """Training: a train state, one pure jitted step, evaluation, and the ``fit`` loop.
 
 A batch is a dict ``{"x": inputs, "y": targets}`` with an optional ``"mask"``
-(0/1 or weights broadcastable to the per-example loss). A loss or metric is a
+(0/1 or weights broadcastable to the per-example loss) and ``"index"`` (an
+example's position, from :class:`jaxdl.data.text.Buckets`); any other column
+(``"lengths"``, say) is context that the model reads by name
+(:mod:`jaxdl.core`): one no layer reads is an error. A loss or metric is a
 function ``(outputs, targets, mask=None) -> scalar`` (see :mod:`jaxdl.losses`).
+A model that keeps state (BatchNorm) carries it in the train state: each step
+returns it updated, and evaluation reads it.
 
 The step is pure: ``step(state, batch) -> (state, metrics)``. Its randomness
 (dropout) comes from ``fold_in(state.key, state.step)``, and the data order of
@@ -31,6 +36,7 @@ from jaxdl.checkpoint import (
     save_checkpoint,
 )
 from jaxdl.compiler import jit
+from jaxdl.core import Layer, stateful_paths
 from jaxdl.data import ArrayBatches, BatchSource, batch_source, dataset_size, epoch_order, eval_batches
 from jaxdl.losses import weighted_mean
 from jaxdl.metrics import accuracy
@@ -51,10 +57,42 @@ class TrainState(NamedTuple):
     """The optimizer's state (an ``optax.OptState`` pytree)."""
     key: jax.Array
     """Typed PRNG key; per-step keys are folded from it."""
+    model_state: Any = None
+    """The model's state (BatchNorm's running statistics); None for a model without state."""
 
     @classmethod
-    def create(cls, params, optimizer: optax.GradientTransformation, key: jax.Array) -> "TrainState":
-        return cls(jnp.zeros((), jnp.int32), params, optimizer.init(params), key)
+    def create(cls, params, optimizer: optax.GradientTransformation, key: jax.Array,
+               model_state: Any = None) -> "TrainState":
+        """The state before the first step; ``model_state`` is the state ``model.init`` returned,
+        for a model that keeps one."""
+        return cls(jnp.zeros((), jnp.int32), params, optimizer.init(params), key, model_state)
+
+
+CONTEXT_FREE = ("x", "y", "mask", "index")  # batch columns that are not the model's context
+
+
+def _model(model: Layer, who: str) -> Layer:
+    if not isinstance(model, Layer):
+        raise TypeError(f"{who} takes the model (a jaxdl Layer, such as dl.serial(...)), got {model!r:.80}: "
+                        f"{who}(model, ...), not {who}(model.apply, ...)")
+    return model
+
+
+def forward(model: Layer, params, model_state, batch: Batch, *, key: jax.Array | None = None,
+            train: bool = False) -> tuple[Any, Any]:
+    """``model`` on ``batch["x"]`` with the batch's context columns (all but x, y, mask and
+    index): ``(outputs, model_state)``, the state updated by a training call of a model
+    that keeps one (a model without state returns ``model_state`` as it came)."""
+    context = {name: column for name, column in batch.items() if name not in CONTEXT_FREE}
+    if not model.stateful:
+        return model.apply(params, batch["x"], key=key, train=train, **context), model_state
+    if not jax.tree.leaves(model_state):
+        raise ValueError(
+            f"model '{model.name}' keeps state ({', '.join(stateful_paths(model))}) but none was given: "
+            "TrainState.create(params, optimizer, key, model_state=state) with the state from model.init, "
+            "and model_state= for evaluate and predict"
+        )
+    return model.apply(params, batch["x"], state=model_state, key=key, train=train, **context)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -75,50 +113,62 @@ def _stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return step_root, shuffle_root
 
 
-def _evaluate_batch(apply_fn, loss_fn, metrics, params, batch, key, train):
-    outputs = apply_fn(params, batch["x"], key=key, train=train)
+def _evaluate_batch(model, loss_fn, metrics, params, model_state, batch, key, train):
+    outputs, model_state = forward(model, params, model_state, batch, key=key, train=train)
     mask = batch.get("mask")
     loss = loss_fn(outputs, batch["y"], mask)
-    return loss, {"loss": loss, **{name: fn(outputs, batch["y"], mask) for name, fn in metrics.items()}}
+    values = {"loss": loss, **{name: fn(outputs, batch["y"], mask) for name, fn in metrics.items()}}
+    return loss, (values, model_state)
 
 
 def make_train_step(
-    apply_fn: Callable,
+    model: Layer,
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     metrics: Mapping[str, LossFn] = DEFAULT_METRICS,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Build the jitted ``step(state, batch) -> (state, metrics)`` for a model, a loss and an optimizer.
 
-    Metrics are computed on the training outputs (``train=True``) of the batch.
+    Metrics are computed on the training outputs (``train=True``) of the batch; a model
+    that keeps state returns it updated in the new train state.
     """
+    model = _model(model, "make_train_step")
 
     def step(state: TrainState, batch: Batch):
         key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
         grad_fn = jax.value_and_grad(_evaluate_batch, argnums=3, has_aux=True)
-        (_, values), grads = grad_fn(apply_fn, loss_fn, metrics, state.params, batch, key, True)
+        (_, (values, model_state)), grads = grad_fn(
+            model, loss_fn, metrics, state.params, state.model_state, batch, key, True)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(state.step + 1, params, opt_state, state.key), values
+        return state._replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state), values
 
     return jit(step)
 
 
 def per_example_grads(
-    apply_fn: Callable, loss_fn: LossFn, params, batch: Batch, *, key: jax.Array | None = None, train: bool = False
+    model: Layer, loss_fn: LossFn, params, batch: Batch, *, key: jax.Array | None = None, train: bool = False
 ) -> tuple[Any, jax.Array, jax.Array]:
     """The gradient of every example's own loss, by ``vmap`` over the batch.
 
-    Each example is run as a batch of one (its ``"mask"`` row too); with ``key``, each
-    gets its own dropout key. Returns ``(grads, losses, outputs)``: the params' pytree
+    Each example is run as a batch of one (its ``"mask"`` row and context too); with ``key``,
+    each gets its own dropout key. Returns ``(grads, losses, outputs)``: the params' pytree
     with a leading (B,) axis on every leaf, the losses (B,), and the outputs (B, ...).
+    A model that keeps state (BatchNorm) is refused: one example has no batch statistics.
     """
+    model = _model(model, "per_example_grads")
+    if model.stateful:
+        raise ValueError(
+            f"per_example_grads runs each example alone, and model '{model.name}' keeps state "
+            f"({', '.join(stateful_paths(model))}): batch statistics of one example mean nothing. "
+            "Normalise each example alone instead (LayerNorm)."
+        )
 
     def one(example, example_key):
         single = jax.tree.map(lambda column: column[None], example)
 
         def loss(params):
-            outputs = apply_fn(params, single["x"], key=example_key, train=train)
+            outputs, _ = forward(model, params, None, single, key=example_key, train=train)
             return loss_fn(outputs, single["y"], single.get("mask")), outputs[0]
 
         (value, outputs), grads = jax.value_and_grad(loss, has_aux=True)(params)
@@ -136,7 +186,7 @@ def per_example_norms(grads) -> jax.Array:
 
 
 def make_per_example_train_step(
-    apply_fn: Callable,
+    model: Layer,
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     metrics: Mapping[str, LossFn] = DEFAULT_METRICS,
@@ -152,10 +202,11 @@ def make_per_example_train_step(
     give zero gradients. The metrics add ``"grad_norm"``: the mean per-example norm
     before clipping.
     """
+    model = _model(model, "make_per_example_train_step")
 
     def step(state: TrainState, batch: Batch):
         key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
-        grads, losses, outputs = per_example_grads(apply_fn, loss_fn, state.params, batch, key=key, train=True)
+        grads, losses, outputs = per_example_grads(model, loss_fn, state.params, batch, key=key, train=True)
         mask = batch.get("mask")
         real = jnp.ones(losses.shape) if mask is None else (mask.reshape(len(losses), -1) != 0).any(axis=1)
         grads = jax.tree.map(lambda g: jnp.where(real.reshape(-1, *[1] * (g.ndim - 1)), g, 0), grads)
@@ -166,7 +217,7 @@ def make_per_example_train_step(
             "grad_norm": weighted_mean(per_example_norms(grads), real),
             **{name: fn(outputs, batch["y"], mask) for name, fn in metrics.items()},
         }
-        return TrainState(state.step + 1, params, opt_state, state.key), values
+        return state._replace(step=state.step + 1, params=params, opt_state=opt_state), values
 
     return jit(step)
 
@@ -193,15 +244,17 @@ def make_multi_step(train_step: Callable, batch_sharding: jax.sharding.Sharding 
 
 
 def make_eval_step(
-    apply_fn: Callable, loss_fn: LossFn, metrics: Mapping[str, LossFn] = DEFAULT_METRICS
-) -> Callable[[Any, Batch], dict]:
-    """Build the jitted ``eval_step(params, batch) -> metrics`` (``train=False``, no key).
+    model: Layer, loss_fn: LossFn, metrics: Mapping[str, LossFn] = DEFAULT_METRICS
+) -> Callable[..., dict]:
+    """Build the jitted ``eval_step(params, batch, model_state=None) -> metrics`` (``train=False``,
+    no key; a model that keeps state reads ``model_state``, e.g. BatchNorm's running statistics).
 
     The result also holds ``"weight"``: the sum of the batch's mask, or its size.
     """
+    model = _model(model, "make_eval_step")
 
-    def eval_step(params, batch: Batch):
-        _, values = _evaluate_batch(apply_fn, loss_fn, metrics, params, batch, None, False)
+    def eval_step(params, batch: Batch, model_state=None):
+        _, (values, _) = _evaluate_batch(model, loss_fn, metrics, params, model_state, batch, None, False)
         mask = batch.get("mask")
         weight = jnp.asarray(batch["y"].shape[0] if mask is None else mask.sum(), jnp.float32)
         return {**values, "weight": weight}
@@ -210,15 +263,16 @@ def make_eval_step(
 
 
 def evaluate(
-    eval_step: Callable, params, data: Batch | BatchSource, batch_size: int, *, mesh: jax.sharding.Mesh | None = None
+    eval_step: Callable, params, data: Batch | BatchSource, batch_size: int, *, model_state=None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
     """Metrics over a whole dataset (dict of arrays or :class:`jaxdl.data.BatchSource`),
-    each averaged over examples (or mask weights); with a ``mesh``, each batch is split
-    over its ``"data"`` axis."""
+    each averaged over examples (or mask weights); ``model_state`` for a model that keeps
+    state; with a ``mesh``, each batch is split over its ``"data"`` axis."""
     totals: dict[str, float] = {}
     place = _batch_placer(mesh, batch_size)
     batches = batch_source(data).eval_batches(batch_size)
-    for values in devices.fetch([eval_step(params, place(batch)) for batch in batches]):
+    for values in devices.fetch([eval_step(params, place(batch), model_state) for batch in batches]):
         weight = float(values.pop("weight"))
         for name, value in values.items():
             totals[name] = totals.get(name, 0.0) + float(value) * weight
@@ -227,11 +281,23 @@ def evaluate(
     return {name: total / max(weight, 1e-12) for name, total in totals.items()}
 
 
-def predict(apply_fn: Callable, params, inputs: jax.Array, batch_size: int) -> np.ndarray:
-    """Outputs of ``apply_fn(params, x)`` (``train=False``) for every input, in batches of one shape."""
-    forward = jit(apply_fn)  # jit caches per function and options: repeated calls compile once
-    outputs = [forward(params, batch["x"]) for batch in eval_batches({"x": inputs}, batch_size)]
-    return np.concatenate(devices.fetch(outputs))[: dataset_size({"x": inputs})]
+def _outputs(model: Layer, params, model_state, batch: Batch):
+    return forward(model, params, model_state, batch)[0]
+
+
+_predict_batch = jit(_outputs, static_argnums=0)  # compiled once per model and batch shape
+
+
+def predict(model: Layer, params, inputs, batch_size: int, *, model_state=None) -> np.ndarray:
+    """The model's outputs (``train=False``) for every input, in batches of one shape.
+
+    ``inputs`` is an array of inputs, or a dict of columns: ``"x"`` and the context the
+    model reads (``"lengths"``, say). ``model_state`` for a model that keeps state.
+    """
+    model = _model(model, "predict")
+    columns = dict(inputs) if isinstance(inputs, Mapping) else {"x": inputs}
+    outputs = [_predict_batch(model, params, model_state, batch) for batch in eval_batches(columns, batch_size)]
+    return np.concatenate(devices.fetch(outputs))[: dataset_size(columns)]
 
 
 def _batch_placer(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:
@@ -477,7 +543,8 @@ def fit(
             record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
             record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
             if eval_step is not None and eval_source is not None:
-                scores = evaluate(eval_step, state.params, eval_source, batch_size, mesh=mesh)
+                scores = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state,
+                                  mesh=mesh)
                 record.update({f"val_{k}": v for k, v in scores.items()})
             record["elapsed_s"] = round(elapsed(), 4)
             history.append(record)

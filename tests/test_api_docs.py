@@ -11,7 +11,7 @@ from experiment_scripts import load_script
 
 build_api = load_script(Path("docs/build_api.py"), "build_api")
 
-MODULES = ["checkpoint", "compiler", "data", "data/tagging", "data/text", "devices", "experiment", "layers",
+MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "experiment", "layers",
            "losses", "metrics", "models", "precision", "recurrent", "tables", "train", "viz"]
 
 

@@ -9,8 +9,8 @@ import pytest
 from experiment_scripts import load_experiment
 
 from jaxdl.data.text import Vocabulary, lm_windows
-from jaxdl.layers import abstract_init
-from jaxdl.models import char_language_model, char_language_model_step
+from jaxdl.core import abstract_init, initial_state
+from jaxdl.models import char_language_model
 
 char_lm = load_experiment("char_lm")
 
@@ -21,9 +21,9 @@ SETTINGS = {"embed": 8, "hidden": 16, "cell": "lstm", "layers": 2, "dropout": 0.
 @pytest.fixture(scope="module")
 def random_model():
     """An untrained model over VOCABULARY: its next-character distributions are far from certain."""
-    model, stepper = char_lm.build_model(VOCABULARY, SETTINGS)
+    model = char_lm.build_model(VOCABULARY, SETTINGS)
     _, params = model.init(jax.random.key(0), (-1, 8))
-    return model, stepper, params, char_lm.make_sampler(stepper)
+    return model, params, char_lm.make_sampler(char_lm.build_model(VOCABULARY, SETTINGS, stream=True))
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +52,24 @@ def test_model_maps_ids_to_next_character_logits_at_every_step():
 
 
 @pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1), ("simple", 2)])
-def test_stepping_one_character_at_a_time_gives_the_full_sequence_logits(cell, layers):
+def test_the_streaming_model_reading_one_character_at_a_time_gives_the_full_sequence_logits(cell, layers):
     settings = {"embed": 8, "hidden": 16, "cell": cell, "layers": layers, "dropout": 0.5}
-    model = char_language_model(11, **settings)
-    stepper = char_language_model_step(**settings)
+    model, stream = char_language_model(11, **settings), char_language_model(11, stream=True, **settings)
     _, params = model.init(jax.random.key(1), (-1, 9))
+    assert jax.tree.structure(stream.init(jax.random.key(1), (3, 1))[1]) == jax.tree.structure(params)
     ids = jax.random.randint(jax.random.key(2), (3, 9), 0, 11)
     full = jax.jit(model.apply)(params, ids)
     step_through = jax.jit(lambda params, ids: jax.lax.scan(
-        lambda state, column: stepper.step(params, state, column), stepper.zero_state(3), ids.T)[1])
-    stepped = step_through(params, ids)
+        lambda state, column: stream.apply(params, column[:, None], state=state)[::-1],
+        initial_state(stream, (3, 1)), ids.T)[1])
+    stepped = step_through(params, ids)[:, :, 0]  # (T, N, 1, V) -> (T, N, V)
     np.testing.assert_allclose(stepped.swapaxes(0, 1), full, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(full[:, 1:] - full[:, :1]).max()) > 1e-3  # the state matters: steps differ
 
 
 # -------------------------------------------------------------------------- sampling
 def test_sampling_is_deterministic_for_a_seed_and_changes_with_it(random_model):
-    _, _, params, sampler = random_model
+    _, params, sampler = random_model
     first = char_lm.generate(sampler, params, VOCABULARY, "to be", 40, 1, 1.0)
     assert len(first) == 40 and set(first) <= set(VOCABULARY.tokens[2:])  # never <pad> or <unk>
     assert char_lm.generate(sampler, params, VOCABULARY, "to be", 40, 1, 1.0) == first
@@ -77,7 +78,7 @@ def test_sampling_is_deterministic_for_a_seed_and_changes_with_it(random_model):
 
 
 def test_temperature_near_zero_takes_the_most_likely_character(random_model):
-    model, _, params, sampler = random_model
+    model, params, sampler = random_model
     prompt = "a cat"
     greedy = char_lm.generate(sampler, params, VOCABULARY, prompt, 12, 0, 0.0)
     assert char_lm.generate(sampler, params, VOCABULARY, prompt, 12, 7, 1e-6) == greedy
@@ -92,14 +93,14 @@ def test_temperature_near_zero_takes_the_most_likely_character(random_model):
 
 
 def test_characters_the_model_never_saw_are_refused_by_name(random_model):
-    _, _, params, sampler = random_model
+    _, params, sampler = random_model
     with pytest.raises(ValueError, match=r"never saw in training: 'Z', '€'"):
         char_lm.generate(sampler, params, VOCABULARY, "a Zebra €", 5, 0, 1.0)
 
 
 # ------------------------------------------------------------------------------ fill
 def test_sentence_log_likelihood_is_the_sum_over_its_characters(random_model):
-    model, _, params, _ = random_model
+    model, params, _ = random_model
     scores = char_lm.sentence_log_likelihoods(char_lm.make_scorer(model), params, VOCABULARY, ["to be", "a", "cat."])
     ids = [VOCABULARY.id_of("\n"), *VOCABULARY.encode(list("to be"))]
     log_p = jax.nn.log_softmax(jax.jit(model.apply)(params, jnp.asarray([ids[:-1]])))[0]

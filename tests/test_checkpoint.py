@@ -109,7 +109,7 @@ def test_load_into_a_target_restores_every_leaf_bitwise(saved, state):
 
 def test_load_without_target_gives_numpy_dicts_usable_by_the_model(saved, state):
     loaded = load_checkpoint(saved)
-    assert set(loaded.state) == {"step", "params", "opt_state", "key"}
+    assert set(loaded.state) == {"step", "params", "opt_state", "key", "model_state"}
     leaves = jax.tree.leaves(loaded.state)
     assert leaves and all(isinstance(leaf, np.ndarray) for leaf in leaves)
     assert loaded.state["step"].dtype == np.int32 and loaded.state["step"] == 2
@@ -272,6 +272,38 @@ def test_a_checkpoint_with_more_params_than_the_target_does_not_fit(tmp_path):
 def test_a_wider_layer_is_named_with_both_shapes(saved):
     target = make_state(1, model=dl.serial(dl.Dense(8), dl.Sigmoid(), dl.Dense(1)))
     assert ".params['dense1']['w']: checkpoint (2, 4), expected (2, 8)" in load_error(saved, target=target)
+
+
+# ------------------------------------------------------------------- model state
+BN_MODEL = dl.serial(dl.Dense(4), dl.BatchNorm(), dl.Sigmoid(), dl.Dense(1))
+
+
+def bn_state(seed: int) -> dl.TrainState:
+    _, params, model_state = BN_MODEL.init(jax.random.key(seed), (-1, 2))
+    moved = {"batchnorm": {"mean": model_state["batchnorm"]["mean"] + seed + 0.5,
+                           "var": model_state["batchnorm"]["var"] * (seed + 2)}}
+    return dl.TrainState.create(params, optax.adam(0.1), jax.random.key(seed), model_state=moved)
+
+
+def test_the_model_state_is_saved_and_restored_bitwise(tmp_path):
+    state = bn_state(0)
+    path = save_checkpoint(tmp_path, state, 1)
+    restored = load_checkpoint(path, target=bn_state(1)).state
+    assert_same_leaves(restored.model_state, state.model_state)
+    assert set(load_checkpoint(path).state["model_state"]["batchnorm"]) == {"mean", "var"}
+
+
+def test_a_checkpoint_written_before_the_model_state_existed_loads_into_a_stateless_train_state(tmp_path, state):
+    older = {name: value for name, value in state._asdict().items() if name != "model_state"}  # the four old fields
+    restored = load_checkpoint(save_checkpoint(tmp_path, older, 2), target=make_state(1)).state
+    assert restored.model_state is None
+    assert_same_leaves(restored.params, state.params)
+
+
+def test_a_stateful_model_does_not_fit_a_checkpoint_without_its_state(saved):
+    stateless = load_checkpoint(saved).state
+    target = bn_state(0)._replace(params=stateless["params"], opt_state=make_state(1).opt_state)
+    assert "missing from the checkpoint: ['model_state']['batchnorm']['mean']" in load_error(saved, target=target)
 
 
 # -------------------------------------------------------- a save killed halfway

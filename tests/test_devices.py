@@ -42,7 +42,7 @@ def fresh_state():
 
 def step_losses(mesh):
     """The loss of each of 50 steps (dropout on), with the state and batches placed as fit places them."""
-    step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
+    step = make_train_step(MODEL, dl.softmax_cross_entropy, OPTIMIZER)
     state, data = fresh_state(), toy_problem()
     if mesh is not None:
         shardings = devices.state_sharding(state, mesh)
@@ -91,9 +91,9 @@ def test_a_model_axis_splits_the_largest_parameters_and_trains_alike(eight_devic
 @pytest.mark.parametrize("steps_per_call", [1, 5])
 def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
     data, test = toy_problem(256), toy_problem(100, seed=1)
-    eval_step = make_eval_step(MODEL.apply, dl.softmax_cross_entropy)
+    eval_step = make_eval_step(MODEL, dl.softmax_cross_entropy)
 
-    step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
+    step = make_train_step(MODEL, dl.softmax_cross_entropy, OPTIMIZER)
     seen = []
 
     def spy(state, batch):  # traced inside fit's jitted call: the shardings XLA compiles for
@@ -117,7 +117,7 @@ def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
 
 def test_evaluate_splits_padded_batches_over_the_mesh(eight_devices):
     state, test = fresh_state(), toy_problem(203, seed=2)  # 203 = 6 batches of 32 and a padded one
-    eval_step = make_eval_step(MODEL.apply, dl.softmax_cross_entropy)
+    eval_step = make_eval_step(MODEL, dl.softmax_cross_entropy)
     alone = evaluate(eval_step, state.params, test, BATCH)
     mesh = devices.make_mesh(eight_devices)
     spread = evaluate(eval_step, devices.put(state.params, devices.replicated(mesh)), test, BATCH, mesh=mesh)
@@ -126,7 +126,7 @@ def test_evaluate_splits_padded_batches_over_the_mesh(eight_devices):
 
 def test_a_run_on_8_devices_resumes_on_2(eight_devices, tmp_path):
     data = toy_problem(256)
-    step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
+    step = make_train_step(MODEL, dl.softmax_cross_entropy, OPTIMIZER)
     whole = fit(fresh_state(), step, data, epochs=2, batch_size=BATCH, progress=False)
     first = fit(fresh_state(), step, data, epochs=1, batch_size=BATCH, progress=False, checkpoint_dir=tmp_path,
                 mesh=devices.make_mesh(eight_devices, model=2))
@@ -142,7 +142,7 @@ def test_meshes_the_devices_cannot_make_say_why(eight_devices):
         devices.make_mesh(9)
     with pytest.raises(devices.MeshError, match="model axis of 3"):
         devices.make_mesh(8, model=3)
-    step = make_train_step(MODEL.apply, dl.softmax_cross_entropy, OPTIMIZER)
+    step = make_train_step(MODEL, dl.softmax_cross_entropy, OPTIMIZER)
     with pytest.raises(devices.MeshError, match="batch size 30 does not split over 8 devices"):
         fit(fresh_state(), step, toy_problem(), epochs=1, batch_size=30, progress=False,
             mesh=devices.make_mesh(8))

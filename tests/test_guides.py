@@ -50,9 +50,13 @@ def test_concepts_guide_runs_and_trains(tmp_path, monkeypatch):
     namespace, printed = run_guide(DOCS / "concepts.md")
     for shown in (  # what the guide shows as printed
         "total params: 50,618 (197.7 KiB)",
-        "layer 'conv' (Conv): expected a 4-D input (N, H, W, C), got shape (-1, 28, 28)",
-        "layer 'dense1' (Dense): expected input of shape (..., 2), got (4, 3)",
-        "layer 'dropout' (Dropout): train=True needs a random key",
+        "layer 'serial/conv' (Conv): expected a 4-D input (N, H, W, C), got shape (-1, 28, 28)",
+        "layer 'serial/dense1' (Dense): expected input of shape (..., 2), got (4, 3)",
+        "layer 'serial/dropout' (Dropout): train=True needs a random key",
+        "{'batchnorm': {'mean': (16,), 'var': (16,)}}",
+        "layer 'bn_net' (serial): keeps state (bn_net/batchnorm): call apply(params, x, state=state)",
+        "('lengths', 'mask')",
+        "layer 'serial' (serial): got context 'lenghts', which none of its layers reads",
         "['step_000000012.ckpt', 'step_000000024.ckpt']",
     ):
         assert shown in printed
@@ -73,9 +77,10 @@ def test_extending_guide_runs_its_layers_model_and_loss(extending):
     namespace, printed = extending
     for shown in (  # what the guide shows as printed
         "total params: 4,419 (17.3 KiB)",
-        "layer 'highway' (Highway): needs inputs (N, ..., D) with a known D, got shape (-1, 5, -1)",
+        "layer 'serial/highway' (Highway): needs inputs (N, ..., D) with a known D, got shape (-1, 5, -1)",
         "layer 'highway' (Highway): expected input of shape (..., 32), got (4, 8)",
         "layer 'residual' (Residual): x + f(x) needs f to keep the shape; dense maps (-1, 32) to (-1, 8)",
+        "{'center': {'mean': Array([0.2, 0.4], dtype=float32)}}",
     ):
         assert shown in printed
     assert namespace["shape"] == (-1, 32)  # Residual keeps the shape

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
+from jaxdl.core import Layer, LayerError, abstract_init, count_params, parallel, serial, summary
 from jaxdl.layers import (
     AvgPool,
     CharCNN,
@@ -28,8 +29,6 @@ from jaxdl.layers import (
     FanOut,
     Flatten,
     Identity,
-    Layer,
-    LayerError,
     LayerNorm,
     LogSoftmax,
     MaxPool,
@@ -40,11 +39,6 @@ from jaxdl.layers import (
     Step,
     Tanh,
     WordDropout,
-    abstract_init,
-    count_params,
-    parallel,
-    serial,
-    summary,
 )
 
 KEY = jax.random.key(0)
@@ -445,8 +439,8 @@ def test_serial_gives_each_dropout_its_own_key():
     "model, where",
     [
         (Dropout(0.5), "dropout"),
-        (serial(Dense(3), Dropout(0.5)), "dropout"),
-        (serial(Dense(3), serial(Dropout(0.5), name="block")), "block/dropout"),
+        (serial(Dense(3), Dropout(0.5)), "serial/dropout"),
+        (serial(Dense(3), serial(Dropout(0.5), name="block")), "serial/block/dropout"),
     ],
 )
 def test_dropout_training_without_a_key_raises(model, where):
@@ -487,22 +481,22 @@ ERROR_CASES = {
     "dense-last-axis": (Dense(3), (-1, 4), jnp.ones((2, 5)), ["'dense'", "(Dense)", "(..., 4)", "(2, 5)"]),
     "dense-int": (Dense(3), (-1, 4), jnp.ones((2, 4), jnp.int32), ["'dense'", "floating-point", "dtype int32"]),
     "serial-dense1": (
-        serial(Dense(3), ReLU(), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'dense1'", "(..., 4)", "(2, 5)"]
+        serial(Dense(3), ReLU(), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'serial/dense1'", "(..., 4)", "(2, 5)"]
     ),
     "serial-explicit-name": (
-        serial(Dense(3, name="hidden"), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'hidden'", "(..., 4)", "(2, 5)"]
+        serial(Dense(3, name="hidden"), Dense(2)), (-1, 4), jnp.ones((2, 5)), ["'serial/hidden'", "(..., 4)", "(2, 5)"]
     ),
     "nested-serial": (
         serial(serial(Dense(3), ReLU(), name="block"), Dense(2)),
         (-1, 4),
         jnp.ones((2, 5)),
-        ["'block/dense'", "(..., 4)", "(2, 5)"],
+        ["'serial/block/dense'", "(..., 4)", "(2, 5)"],
     ),
     "nested-serial-int": (
         serial(serial(Dense(3), name="block"), Dense(2)),
         (-1, 4),
         jnp.ones((2, 4), jnp.int32),
-        ["'block/dense'", "dtype int32"],
+        ["'serial/block/dense'", "dtype int32"],
     ),
     "conv-3d": (Conv(4), (-1, 8, 8, 3), jnp.ones((8, 8, 3)), ["'conv'", "4-D", "(N, H, W, C)", "(8, 8, 3)"]),
     "conv-channels": (Conv(4), (-1, 8, 8, 3), jnp.ones((2, 8, 8, 2)), ["'conv'", "(..., 3)", "(2, 8, 8, 2)"]),
@@ -510,7 +504,7 @@ ERROR_CASES = {
         serial(Conv(4), ReLU(), Flatten(), Dense(2)),
         (-1, 4, 4, 1),
         jnp.ones((4, 4, 1)),
-        ["'conv'", "4-D", "(4, 4, 1)"],
+        ["'serial/conv'", "4-D", "(4, 4, 1)"],
     ),
     "embedding-float": (Embedding(5, 2), (-1, 3), jnp.ones((2, 3)), ["'embedding'", "integer", "float32"]),
     "layernorm": (LayerNorm(), (-1, 4), jnp.ones((2, 3)), ["'layernorm'", "(..., 4)", "(2, 3)"]),
@@ -523,7 +517,7 @@ ERROR_CASES = {
         serial(FanOut(2), parallel(Dense(2), Dense(2)), FanInSum()),
         (-1, 3),
         jnp.ones((2, 4)),
-        ["'parallel/dense1'", "(..., 3)", "(2, 4)"],
+        ["'serial/parallel/dense1'", "(..., 3)", "(2, 4)"],
     ),
 }
 
@@ -546,14 +540,14 @@ def test_wrong_input_names_layer_and_shapes(model, init_shape, x, parts, jit):
 
 
 INIT_ERROR_CASES = {
-    "conv-3d": (serial(Conv(4), Dense(2)), (-1, 8, 8), ["'conv'", "4-D", "(-1, 8, 8)"]),
+    "conv-3d": (serial(Conv(4), Dense(2)), (-1, 8, 8), ["'serial/conv'", "4-D", "(-1, 8, 8)"]),
     "valid-conv-too-big": (Conv(2, 5, padding="VALID"), (-1, 3, 3, 1), ["'conv'", "does not fit", "3x3"]),
-    "pool-too-big": (serial(Dense(1), MaxPool(3), name="net"), (-1, 2, 2, 1), ["'maxpool'", "does not fit"]),
-    "dense-unknown-features": (serial(Flatten(), Dense(2)), (-1, -1), ["'dense'", "known last axis"]),
+    "pool-too-big": (serial(Dense(1), MaxPool(3), name="net"), (-1, 2, 2, 1), ["'net/maxpool'", "does not fit"]),
+    "dense-unknown-features": (serial(Flatten(), Dense(2)), (-1, -1), ["'serial/dense'", "known last axis"]),
     "faninsum-mismatch": (
         serial(FanOut(2), parallel(Dense(2), Dense(3)), FanInSum()),
         (-1, 4),
-        ["'faninsum'", "share one shape", "(-1, 2)", "(-1, 3)"],
+        ["'serial/faninsum'", "share one shape", "(-1, 2)", "(-1, 3)"],
     ),
 }
 

@@ -34,9 +34,9 @@ def test_cnn_learns_the_lectures_lines_far_above_chance():
     _, params = model.init(jax.random.key(0), (-1, 12, 12, 1))
     state = dl.TrainState.create(params, optimizer, jax.random.key(1))
     train, test = lines_dataset(512), lines_dataset(256, seed=1)
-    result = dl.fit(state, dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer), train,
+    result = dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, optimizer), train,
                     epochs=4, batch_size=32, progress=False)
-    scores = dl.evaluate(dl.make_eval_step(model.apply, dl.softmax_cross_entropy), result.state.params, test, 64)
+    scores = dl.evaluate(dl.make_eval_step(model, dl.softmax_cross_entropy), result.state.params, test, 64)
     assert scores["accuracy"] > 0.95
 
 

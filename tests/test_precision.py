@@ -15,17 +15,34 @@ from jaxdl.precision import mixed_precision
 def test_the_network_sees_bfloat16_and_returns_float32():
     seen = {}
 
-    def apply(params, x, **kwargs):
-        seen.update(params=params["w"].dtype, x=x.dtype, ids=kwargs["ids"].dtype)
+    def apply(params, x, *, key=None, train=False, ids, weights):
+        seen.update(params=params["w"].dtype, x=x.dtype, ids=ids.dtype, weights=weights.dtype)
         return x @ params["w"]
 
+    probe = dl.Layer(lambda key, shape: ((*shape[:-1], 2), {"w": jnp.ones((3, 2))}), apply, "probe", "Probe",
+                     reads=("ids", "weights"))
     params = {"w": jnp.ones((3, 2))}
-    out = mixed_precision(apply, "bfloat16")(params, jnp.ones((4, 3)), ids=jnp.arange(4))
-    assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16, "ids": jnp.int32}  # keyword arguments are not cast
+    out = mixed_precision(probe, "bfloat16").apply(params, jnp.ones((4, 3)), ids=jnp.arange(4), weights=jnp.ones(4))
+    assert seen == {"params": jnp.bfloat16, "x": jnp.bfloat16, "ids": jnp.int32, "weights": jnp.bfloat16}
     assert out.dtype == jnp.float32
-    assert mixed_precision(apply, "float32") is apply
+    assert mixed_precision(probe, "float32") is probe
     with pytest.raises(ValueError, match="float32, bfloat16; got float16"):
-        mixed_precision(apply, "float16")
+        mixed_precision(probe, "float16")
+    with pytest.raises(TypeError, match="takes the model"):
+        mixed_precision(apply)
+
+
+def test_batch_norm_state_stays_float32_and_moves_as_in_float32():
+    model = dl.serial(dl.Dense(8), dl.BatchNorm(momentum=0.9), dl.ReLU(), dl.Dense(2))
+    _, params, state = model.init(jax.random.key(0), (-1, 4))
+    x = jax.random.normal(jax.random.key(1), (32, 4)) * 3 + 1
+    y, moved = mixed_precision(model).apply(params, x, state=state, train=True)
+    _, exact = model.apply(params, x, state=state, train=True)
+    assert y.dtype == jnp.float32
+    for got, want, before in zip(jax.tree.leaves(moved), jax.tree.leaves(exact), jax.tree.leaves(state)):
+        assert got.dtype == jnp.float32
+        assert np.abs(np.asarray(got - before)).max() > 1e-3  # the statistics moved
+        np.testing.assert_allclose(got, want, rtol=0.02, atol=0.02)  # as far as in float32, to bfloat16 precision
 
 
 def test_gradients_reach_float32_params_and_match_float32_to_bfloat16_precision():
@@ -37,7 +54,7 @@ def test_gradients_reach_float32_params_and_match_float32_to_bfloat16_precision(
         return dl.softmax_cross_entropy(apply(params, batch["x"]), batch["y"])
 
     exact = jax.jit(jax.grad(loss), static_argnums=1)(params, model.apply)
-    low = jax.jit(jax.grad(loss), static_argnums=1)(params, mixed_precision(model.apply))
+    low = jax.jit(jax.grad(loss), static_argnums=1)(params, mixed_precision(model).apply)
     for got, want in zip(jax.tree.leaves(low), jax.tree.leaves(exact)):
         assert got.dtype == jnp.float32
         assert np.linalg.norm(got - want) <= 0.02 * np.linalg.norm(want)  # bfloat16 keeps 8 bits of mantissa
@@ -53,7 +70,7 @@ def test_bfloat16_training_reaches_float32_accuracy():
     train, test = lines_dataset(512), lines_dataset(512, seed=1)
     accuracies = {}
     for dtype in ("float32", "bfloat16"):
-        apply = mixed_precision(model.apply, dtype)
+        apply = mixed_precision(model, dtype)
         result = dl.fit(dl.TrainState.create(params, optimizer, jax.random.key(1)),
                         dl.make_train_step(apply, dl.softmax_cross_entropy, optimizer), train,
                         epochs=4, batch_size=32, progress=False)
@@ -68,7 +85,8 @@ def test_recurrent_networks_run_in_bfloat16():
     model = rnn_classifier(50, 2, embed=8, hidden=8, cell="lstm", layers=2, bidirectional=True)
     _, params = model.init(jax.random.key(0), (-1, 7))
     ids = jax.random.randint(jax.random.key(1), (3, 7), 1, 50)
-    exact = jax.jit(model.apply)(params, ids)
-    low = jax.jit(mixed_precision(model.apply))(params, ids)
+    lengths = jnp.array([7, 3, 1])
+    exact = jax.jit(model.apply)(params, ids, lengths=lengths)
+    low = jax.jit(mixed_precision(model).apply)(params, ids, lengths=lengths)
     assert low.dtype == jnp.float32
     np.testing.assert_allclose(low, exact, atol=0.05)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from jax.nn import initializers
 from jax.test_util import check_grads
 
-from jaxdl.layers import Dense, Embedding, LayerError, abstract_init, serial, summary
+from jaxdl.core import LayerError, abstract_init, serial, summary
+from jaxdl.layers import Dense, Embedding
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.recurrent import OUTPUTS, RNN, GRUCell, LSTMCell, SimpleCell, reverse_valid
 from jaxdl.train import TrainState, make_train_step
@@ -417,7 +418,7 @@ def test_dropout_acts_between_layers_only_while_training():
 def test_dropout_training_without_a_key_raises():
     layer = RNN(GRUCell(2), layers=2, dropout=0.3, name="encoder")
     x = random_input((2, 3, 2))
-    with pytest.raises(LayerError, match="'encoder'.*needs a random key"):
+    with pytest.raises(LayerError, match="'serial/encoder'.*needs a random key"):
         serial(layer).apply({"encoder": random_params(layer, x.shape)}, x, train=True)
 
 
@@ -449,7 +450,7 @@ def test_wrong_input_names_layer_and_shapes(kwargs, x, parts, jit):
 def test_errors_inside_serial_name_the_path():
     model = serial(RNN(LSTMCell(4), name="encoder", output="last"), Dense(2))
     _, params = model.init(KEY, (-1, -1, 3))
-    with pytest.raises(LayerError, match=r"'encoder' \(LSTM\).*\(\.\.\., 3\)"):
+    with pytest.raises(LayerError, match=r"'serial/encoder' \(LSTM\).*\(\.\.\., 3\)"):
         model.apply(params, jnp.ones((2, 5, 4)))
 
 
@@ -502,7 +503,7 @@ def test_each_cell_learns_to_recall_the_first_symbol_of_a_sequence(make):
     _, params = model.init(KEY, (-1, 12, 3))
     optimizer = optax.adam(0.02)
     state = TrainState.create(params, optimizer, KEY)
-    step = make_train_step(model.apply, softmax_cross_entropy, optimizer)
+    step = make_train_step(model, softmax_cross_entropy, optimizer)
 
     def test_accuracy(state):  # a step's metrics are those of the params it is given; its update is dropped
         return step(state, test)[1]["accuracy"]

@@ -34,29 +34,49 @@ def trained():
     optimizer = optax.adam(1e-2)
     _, params = model.init(jax.random.key(0), (-1, 16))
     state = dl.TrainState.create(params, optimizer, jax.random.key(1))
-    result = dl.fit(state, dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
+    result = dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, optimizer),
                     has_token_dataset(1024, 0), epochs=6, batch_size=32, progress=False)
     return model, result
 
 
 def test_classifier_learns_from_length_buckets(trained):
     model, result = trained
-    scores = dl.evaluate(dl.make_eval_step(model.apply, dl.softmax_cross_entropy), result.state.params,
+    scores = dl.evaluate(dl.make_eval_step(model, dl.softmax_cross_entropy), result.state.params,
                          has_token_dataset(300, 1), 32)
     assert scores["accuracy"] > 0.9  # chance is 0.5
 
 
 def test_padding_does_not_change_the_logits(trained):
     model, result = trained
-    ids = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]])
+    ids, lengths = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]]), jnp.array([3, 2])
     longer = jnp.pad(ids, ((0, 0), (0, 6)))
-    np.testing.assert_allclose(model.apply(result.state.params, ids), model.apply(result.state.params, longer),
+    logits = model.apply(result.state.params, ids, lengths=lengths)
+    np.testing.assert_allclose(logits, model.apply(result.state.params, longer, lengths=lengths), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, dl.predict(model, result.state.params, {"x": longer, "lengths": lengths}, 4),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_classifier_is_a_plain_composition_trained_on_buckets_without_wiring():
+    """The lecture's sentence classifier written out: the batches' lengths reach the RNN inside serial."""
+    model = dl.serial(dl.Embedding(20, 16), dl.RNN(dl.LSTMCell(16), output="last"), dl.Dense(2))
+    assert model.reads == ("lengths", "mask")
+    _, params = model.init(jax.random.key(0), (-1, 16))
+    optimizer = optax.adam(1e-2)
+    result = dl.fit(dl.TrainState.create(params, optimizer, jax.random.key(1)),
+                    dl.make_train_step(model, dl.softmax_cross_entropy, optimizer),
+                    has_token_dataset(1024, 0), epochs=6, batch_size=32, progress=False, verbose=False)
+    eval_step = dl.make_eval_step(model, dl.softmax_cross_entropy)
+    assert dl.evaluate(eval_step, result.state.params, has_token_dataset(300, 1), 32)["accuracy"] > 0.9
+    # Without the lengths, the padding would be read as words: "last" would be a padded step.
+    batch = next(has_token_dataset(64, 1).eval_batches(64))
+    assert (batch["lengths"] < batch["x"].shape[1]).any()
+    without = dict(batch, lengths=jnp.full_like(batch["lengths"], batch["x"].shape[1]))
+    assert not np.allclose(eval_step(result.state.params, batch)["loss"], eval_step(result.state.params, without)["loss"])
 
 
 def test_evaluate_counts_every_bucketed_example_once(trained):
     model, result = trained
-    eval_step = dl.make_eval_step(model.apply, dl.softmax_cross_entropy)
+    eval_step = dl.make_eval_step(model, dl.softmax_cross_entropy)
     data = has_token_dataset(101, 2)  # odd sizes: the last batch of each bucket is filled up and masked
     weights = sum(float(eval_step(result.state.params, batch)["weight"]) for batch in data.eval_batches(32))
     assert weights == 101
@@ -66,7 +86,7 @@ def test_many_steps_per_call_needs_arrays(trained):
     model, result = trained
     optimizer = optax.adam(1e-2)
     with pytest.raises(ValueError, match="steps_per_call > 1 needs the training data as a dict of arrays"):
-        dl.fit(result.state, dl.make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
+        dl.fit(result.state, dl.make_train_step(model, dl.softmax_cross_entropy, optimizer),
                has_token_dataset(64, 0), epochs=1, batch_size=32, steps_per_call=2, progress=False)
 
 
@@ -101,6 +121,6 @@ def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsy
     vocabulary = sentiment.Vocabulary.load(out / "vocabulary.json")
     checkpoints = [dl.load_checkpoint(folder) for folder in members]
     model = sentiment.build_model(vocabulary, checkpoints[0].config)
-    each = sentiment.probabilities(model.apply, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
+    each = sentiment.probabilities(model, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
     assert each.shape == (2, 1, 2) and each[0, 0, 1] != each[1, 0, 1]
     np.testing.assert_allclose(p_positive, [each[:, 0, 1].mean()], rtol=1e-6)  # the networks' average

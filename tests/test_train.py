@@ -62,8 +62,8 @@ def toy():
     return Toy(
         model,
         TrainState.create(params, optimizer, jax.random.key(1)),
-        make_train_step(model.apply, dl.softmax_cross_entropy, optimizer),
-        make_eval_step(model.apply, dl.softmax_cross_entropy),
+        make_train_step(model, dl.softmax_cross_entropy, optimizer),
+        make_eval_step(model, dl.softmax_cross_entropy),
         toy_data(),
     )
 
@@ -141,7 +141,7 @@ def test_sgd_step_is_params_minus_lr_times_the_gradient():
     optimizer = optax.sgd(lr)
     state = TrainState.create(params, optimizer, jax.random.key(3))
 
-    new_state, metrics = make_train_step(model.apply, dl.binary_cross_entropy, optimizer)(state, {"x": x, "y": y})
+    new_state, metrics = make_train_step(model, dl.binary_cross_entropy, optimizer)(state, {"x": x, "y": y})
 
     def loss(p):
         return dl.binary_cross_entropy(model.apply(p, x), y)
@@ -402,7 +402,7 @@ def test_a_diverging_learning_rate_stops_at_the_first_non_finite_loss(tmp_path):
     model = dl.serial(dl.Dense(1))
     _, params = model.init(jax.random.key(0), (-1, 2))
     optimizer = optax.sgd(100.0)  # the weights grow ~100x per step until the loss overflows
-    step = make_train_step(model.apply, dl.mean_squared_error, optimizer, metrics={})
+    step = make_train_step(model, dl.mean_squared_error, optimizer, metrics={})
     losses = []
 
     def observed(state, batch):
@@ -587,7 +587,7 @@ def plain_mlp():
 def test_per_example_grads_equal_a_loop_over_single_examples(toy):
     model, params = plain_mlp()
     batch = {k: v[:6] for k, v in toy.data.items()}
-    grads, losses, outputs = per_example_grads(model.apply, dl.softmax_cross_entropy, params, batch)
+    grads, losses, outputs = per_example_grads(model, dl.softmax_cross_entropy, params, batch)
     assert losses.shape == (6,) and outputs.shape == (6, 2)
     for i in range(6):
         single = {k: v[i : i + 1] for k, v in batch.items()}
@@ -608,8 +608,8 @@ def dp_sgd(clip, noise=0.0, lr=0.1):
 def test_unclipped_noiseless_per_example_step_equals_the_ordinary_step(toy):
     model, params = plain_mlp()
     batch = {k: v[:16] for k, v in toy.data.items()}
-    ordinary = make_train_step(model.apply, dl.softmax_cross_entropy, optax.sgd(0.1))
-    per_example = make_per_example_train_step(model.apply, dl.softmax_cross_entropy, dp_sgd(clip=1e6))
+    ordinary = make_train_step(model, dl.softmax_cross_entropy, optax.sgd(0.1))
+    per_example = make_per_example_train_step(model, dl.softmax_cross_entropy, dp_sgd(clip=1e6))
     a = TrainState.create(params, optax.sgd(0.1), jax.random.key(1))
     b = TrainState.create(params, dp_sgd(clip=1e6), jax.random.key(1))
     for _ in range(3):
@@ -625,9 +625,9 @@ def test_clipping_bounds_each_example_and_padded_rows_count_for_nothing(toy):
     model, params = plain_mlp()
     batch = {**{k: v[:8] for k, v in toy.data.items()}, "mask": np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)}
     clip, lr = 1e-3, 1.0
-    step = make_per_example_train_step(model.apply, dl.softmax_cross_entropy, dp_sgd(clip, lr=lr))
+    step = make_per_example_train_step(model, dl.softmax_cross_entropy, dp_sgd(clip, lr=lr))
     after, metrics = step(TrainState.create(params, dp_sgd(clip, lr=lr), jax.random.key(1)), batch)
-    grads, _, _ = per_example_grads(model.apply, dl.softmax_cross_entropy, params, batch)
+    grads, _, _ = per_example_grads(model, dl.softmax_cross_entropy, params, batch)
     norms = np.asarray(per_example_norms(grads))
     np.testing.assert_allclose(metrics["grad_norm"], norms[:5].mean(), rtol=1e-5)  # the 5 real rows
     clipped = [np.asarray(g[:5]) * (clip / norms[:5]).reshape(-1, *[1] * (g.ndim - 1)) for g in jax.tree.leaves(grads)]
@@ -639,9 +639,9 @@ def test_clipping_bounds_each_example_and_padded_rows_count_for_nothing(toy):
 def test_dp_sgd_trains_with_fit(toy):
     model, params = plain_mlp()
     optimizer = dp_sgd(clip=1.0, noise=0.3, lr=2.0)
-    step = make_per_example_train_step(model.apply, dl.softmax_cross_entropy, optimizer)
+    step = make_per_example_train_step(model, dl.softmax_cross_entropy, optimizer)
     result = fit(TrainState.create(params, optimizer, jax.random.key(1)), step, toy.data, epochs=40,
-                 batch_size=BATCH_SIZE, eval_step=make_eval_step(model.apply, dl.softmax_cross_entropy),
+                 batch_size=BATCH_SIZE, eval_step=make_eval_step(model, dl.softmax_cross_entropy),
                  eval_data=toy.data, progress=False)
     assert result.history[0]["val_accuracy"] < 0.8 and result.history[-1]["val_accuracy"] > 0.9
     assert all("train_grad_norm" in record for record in result.history)

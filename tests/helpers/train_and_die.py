@@ -62,8 +62,8 @@ def main(argv=None) -> None:
     _, params = model.init(jax.random.key(0), (-1, 2))
     optimizer = optax.adam(LR)
     state = TrainState.create(params, optimizer, jax.random.key(1))
-    train_step = make_train_step(model.apply, dl.softmax_cross_entropy, optimizer)
-    eval_step = make_eval_step(model.apply, dl.softmax_cross_entropy)
+    train_step = make_train_step(model, dl.softmax_cross_entropy, optimizer)
+    eval_step = make_eval_step(model, dl.softmax_cross_entropy)
 
     steps_run = 0  # updates done by this process: shows that a resumed run did not start over
 
