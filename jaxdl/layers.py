@@ -79,11 +79,13 @@ def Dense(
     *,
     w_init: Initializer = initializers.lecun_normal(),
     b_init: Initializer = initializers.zeros,
+    bias: bool = True,
     name: str = "dense",
 ) -> Layer:
     """Affine map of the last axis: ``y = x @ w + b``; (..., in) -> (..., features).
 
-    Params: ``w`` (in, features), ``b`` (features,).
+    Params: ``w`` (in, features), ``b`` (features,) unless ``bias=False`` (before a
+    BatchNorm, which subtracts any bias again).
     """
     _positive(features, "Dense features")
 
@@ -91,16 +93,16 @@ def Dense(
         if len(input_shape) < 1 or input_shape[-1] <= 0:
             raise LayerError("Dense", f"needs a known last axis, got input shape {_fmt(input_shape)}")
         w_key, b_key = jax.random.split(key)
-        params = {
-            "w": w_init(w_key, (input_shape[-1], features)),
-            "b": b_init(b_key, (features,)),
-        }
+        params = {"w": w_init(w_key, (input_shape[-1], features))}
+        if bias:
+            params["b"] = b_init(b_key, (features,))
         return (*input_shape[:-1], features), params
 
     def apply(params, x, *, key=None, train=False):
         _check_last_dim("Dense", x.shape, params["w"].shape[0])
         _check_float("Dense", x)
-        return x @ params["w"] + params["b"]
+        y = x @ params["w"]
+        return y + params["b"] if bias else y
 
     return Layer(init, apply, name, "Dense")
 
@@ -113,12 +115,14 @@ def Conv(
     padding: str = "SAME",
     w_init: Initializer = initializers.lecun_normal(),
     b_init: Initializer = initializers.zeros,
+    bias: bool = True,
     name: str = "conv",
 ) -> Layer:
     """2-D convolution over NHWC images: (N, H, W, C) -> (N, H', W', features).
 
     ``padding`` is ``"SAME"`` (H' = ceil(H / stride)) or ``"VALID"``.
-    Params: ``w`` (kh, kw, C, features), ``b`` (features,).
+    Params: ``w`` (kh, kw, C, features), ``b`` (features,) unless ``bias=False`` (before
+    a BatchNorm, which subtracts any bias again).
     """
     _positive(features, "Conv features")
     kernel = _pair(kernel_size, "Conv kernel_size")
@@ -135,10 +139,9 @@ def Conv(
     def init(key, input_shape):
         output_shape = out_shape(input_shape)
         w_key, b_key = jax.random.split(key)
-        params = {
-            "w": w_init(w_key, (*kernel, input_shape[3], features)),
-            "b": b_init(b_key, (features,)),
-        }
+        params = {"w": w_init(w_key, (*kernel, input_shape[3], features))}
+        if bias:
+            params["b"] = b_init(b_key, (features,))
         return output_shape, params
 
     def apply(params, x, *, key=None, train=False):
@@ -148,7 +151,7 @@ def Conv(
         y = lax.conv_general_dilated(
             x, params["w"], stride, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-        return y + params["b"]
+        return y + params["b"] if bias else y
 
     return Layer(init, apply, name, "Conv")
 

@@ -115,6 +115,34 @@ def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
     np.testing.assert_allclose(spread, run(None), rtol=1e-5)
 
 
+# No bias before the BatchNorm: its gradient would be zero up to rounding, which Adam's
+# normalised steps turn into a random walk that depends on the order of the sums.
+BN_MODEL = dl.serial(dl.Dense(64, bias=False), dl.BatchNorm(momentum=0.9), dl.ReLU(), dl.Dense(4, name="output"))
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_batch_statistics_on_8_devices_are_those_of_the_global_batch(eight_devices, steps_per_call):
+    """Each device holds 4 of a batch's 32 rows; BatchNorm's mean and variance, and so every loss,
+    the running statistics and the evaluation that reads them, equal one device's."""
+    data, test = toy_problem(256), toy_problem(100, seed=1)
+    step = make_train_step(BN_MODEL, dl.softmax_cross_entropy, OPTIMIZER)
+    eval_step = make_eval_step(BN_MODEL, dl.softmax_cross_entropy)
+
+    def run(mesh):
+        _, params, model_state = BN_MODEL.init(jax.random.key(0), (-1, 16))
+        state = TrainState.create(params, OPTIMIZER, jax.random.key(1), model_state=model_state)
+        return fit(state, step, data, epochs=2, batch_size=BATCH, eval_step=eval_step, eval_data=test,
+                   progress=False, verbose=False, steps_per_call=steps_per_call, mesh=mesh)
+
+    spread, alone = run(devices.make_mesh(eight_devices)), run(None)
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose([r[key] for r in spread.history], [r[key] for r in alone.history], rtol=1e-5)
+    moved = alone.state.model_state["batchnorm"]["var"]
+    assert np.abs(np.asarray(moved) - 1).max() > 0.1  # the statistics moved far from their start
+    for got, want in zip(jax.tree.leaves(spread.state.model_state), jax.tree.leaves(alone.state.model_state)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_evaluate_splits_padded_batches_over_the_mesh(eight_devices):
     state, test = fresh_state(), toy_problem(203, seed=2)  # 203 = 6 batches of 32 and a padded one
     eval_step = make_eval_step(MODEL, dl.softmax_cross_entropy)

@@ -1,8 +1,8 @@
-"""Tests of jaxdl.layers: shape inference, gradients, numerics, dropout, errors, combinators, summary."""
+"""Tests of jaxdl.layers: shape inference, gradients, numerics (against flax.linen), dropout, errors,
+pools, embeddings, BatchNorm and Take."""
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import NamedTuple
 
@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from jaxdl.core import Layer, LayerError, abstract_init, count_params, parallel, serial, summary
+from jaxdl.core import Layer, LayerError, abstract_init, parallel, serial
 from jaxdl.layers import (
     AvgPool,
+    BatchNorm,
     CharCNN,
     Conv,
     Dense,
@@ -37,6 +38,7 @@ from jaxdl.layers import (
     Sigmoid,
     Softmax,
     Step,
+    Take,
     Tanh,
     WordDropout,
 )
@@ -82,7 +84,7 @@ def shapes_of(outputs):
 
 def random_params(layer, input_shape, seed: int = 1, dtype=jnp.float32):
     """Params of the shapes ``layer.init`` gives, filled with normal noise (biases and scales too)."""
-    _, params = abstract_init(layer, input_shape)
+    _, params, *_ = abstract_init(layer, input_shape)  # a stateful layer's state too: not filled here
     leaves, tree = jax.tree.flatten(params)
     return jax.tree.unflatten(tree, [random_input(p.shape, seed + i, dtype=dtype) for i, p in enumerate(leaves)])
 
@@ -582,129 +584,7 @@ def test_invalid_constructor_arguments_raise(make, pattern):
         make()
 
 
-# -------------------------------------------------------------- 6. serial / parallel
-@pytest.mark.parametrize(
-    "model, children, param_names",
-    [
-        (serial(Dense(3), ReLU(), Dense(2)), ["dense1", "relu", "dense2"], {"dense1", "dense2"}),
-        (serial(Dense(3), ReLU(), Dense(3), ReLU()), ["dense1", "relu1", "dense2", "relu2"], {"dense1", "dense2"}),
-        (serial(Conv(2), MaxPool(), Flatten(), Dense(2)), ["conv", "maxpool", "flatten", "dense"], {"conv", "dense"}),
-        (serial(Dense(3, name="in"), Tanh(), Dense(2, name="out")), ["in", "tanh", "out"], {"in", "out"}),
-        (serial(Dense(3, name="a"), Dense(3, name="a")), ["a1", "a2"], {"a1", "a2"}),
-    ],
-)
-def test_serial_names_its_layers(model, children, param_names):
-    assert [name for name, _ in model.children] == children
-    _, params = model.init(KEY, (-1, 4, 4, 2) if children[0] == "conv" else (-1, 4))
-    assert set(params) == param_names
-
-
-def test_serial_composes_in_order():
-    model = serial(Dense(5), Tanh(), Dense(2))
-    params = random_params(model, (-1, 3))
-    x = random_input((4, 3), 2)
-    hidden = jnp.tanh(x @ params["dense1"]["w"] + params["dense1"]["b"])
-    assert_close(model.apply(params, x), hidden @ params["dense2"]["w"] + params["dense2"]["b"])
-
-
-def test_nested_serial_nests_params():
-    model = serial(serial(Dense(3), ReLU(), name="block"), Dense(2))
-    _, params = model.init(KEY, (-1, 4))
-    assert jax.tree.map(jnp.shape, params) == {
-        "block": {"dense": {"w": (4, 3), "b": (3,)}},
-        "dense": {"w": (3, 2), "b": (2,)},
-    }
-
-
-def test_parallel_applies_layer_i_to_input_i():
-    dense_a, dense_b = Dense(2), Dense(3)
-    model = parallel(dense_a, Tanh(), dense_b)
-    out_shape, params = model.init(KEY, ((-1, 4), (-1, 7), (-1, 5)))
-    assert out_shape == ((-1, 2), (-1, 7), (-1, 3))
-    assert set(params) == {"dense1", "dense2"}
-    a, b, c = random_input(((2, 4), (2, 7), (2, 5)), 1)
-    ya, yb, yc = model.apply(params, (a, b, c))
-    assert_close(ya, dense_a.apply(params["dense1"], a))
-    assert_close(yb, jnp.tanh(b))
-    assert_close(yc, dense_b.apply(params["dense2"], c))
-
-
-def test_residual_block_adds_its_input():
-    block = serial(Dense(4), Tanh(), Dense(4), name="block")
-    model = serial(FanOut(2), parallel(block, Identity()), FanInSum())
-    params = random_params(model, (-1, 4))
-    x = random_input((3, 4), 2)
-    assert_close(model.apply(params, x), x + block.apply(params["parallel"]["block"], x))
-
-
-def test_fan_in_concat_concatenates_the_branches():
-    model = serial(FanOut(2), parallel(Identity(), Dense(3)), FanInConcat())
-    out_shape, params = model.init(KEY, (-1, 2))
-    assert out_shape == (-1, 5)
-    x = random_input((4, 2), 1)
-    y = model.apply(params, x)
-    assert_close(y[:, :2], x)
-    assert_close(y[:, 2:], Dense(3).apply(params["parallel"]["dense"], x))
-
-
-# ------------------------------------------------------------------------- 7. summary
-def summary_lines(model, input_shape):
-    printed = []
-    total = summary(model, input_shape, print_fn=printed.append)
-    return total, "\n".join(printed).splitlines()
-
-
-def find_row(lines, name):
-    rows = [line for line in lines if line.split() and line.split()[0] == name]
-    assert len(rows) == 1, f"no single row for {name!r} in\n" + "\n".join(lines)
-    return rows[0]
-
-
-SUMMARY_CASES = {
-    "mlp": (
-        serial(Dense(3), ReLU(), Dense(1), name="mlp"),
-        (-1, 2),
-        [("mlp", (-1, 1), 13), ("dense1", (-1, 3), 9), ("relu", (-1, 3), 0), ("dense2", (-1, 1), 4)],
-    ),
-    "cnn": (
-        serial(Conv(4, 3), ReLU(), MaxPool(2), Flatten(), Dense(10), Dropout(0.5), LayerNorm(), name="cnn"),
-        (8, 8, 8, 3),
-        [
-            ("cnn", (8, 10), 782),
-            ("conv", (8, 8, 8, 4), 3 * 3 * 3 * 4 + 4),
-            ("maxpool", (8, 4, 4, 4), 0),
-            ("flatten", (8, 64), 0),
-            ("dense", (8, 10), 64 * 10 + 10),
-            ("dropout", (8, 10), 0),
-            ("layernorm", (8, 10), 20),
-        ],
-    ),
-    "residual": (
-        serial(Embedding(100, 16), FanOut(2), parallel(serial(Dense(16), name="block"), Identity()), FanInSum()),
-        (-1, 5),
-        [("serial", (-1, 5, 16), 1600 + 272), ("embedding", (-1, 5, 16), 1600), ("block", (-1, 5, 16), 272)],
-    ),
-}
-
-
-@pytest.mark.parametrize("model, input_shape, rows", SUMMARY_CASES.values(), ids=SUMMARY_CASES.keys())
-def test_summary_lists_layers_shapes_and_param_counts(model, input_shape, rows):
-    total, lines = summary_lines(model, input_shape)
-    for name, shape, count in rows:
-        row = find_row(lines, name)
-        assert str(shape) in row
-        assert row.split()[-1] == f"{count:,}"
-    expected_total = rows[0][2]
-    assert total == expected_total == count_params(abstract_init(model, input_shape)[1])
-    assert re.search(rf"^total params: {expected_total:,} \(", lines[-1])
-
-
-def test_summary_prints_by_default(capsys):
-    assert summary(Dense(3), (-1, 2)) == 9
-    out = capsys.readouterr().out
-    assert "Dense" in find_row(out.splitlines(), "dense") and "total params: 9 " in out
-
-
+# ------------------------------------------------------------------ 6. pools
 @pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6)])
 @pytest.mark.parametrize("pool, init, op", [(MaxPool, -jnp.inf, lax.max), (AvgPool, 0.0, lax.add)], ids=["max", "avg"])
 def test_non_overlapping_pools_equal_reduce_window_with_gradients(pool, init, op, size):
@@ -803,3 +683,126 @@ def test_char_cnn_shapes_and_errors():
     assert params["conv"]["w"].shape == (1, 5, 3, 7) and params["embedding"]["table"].shape == (20, 3)
     with pytest.raises(LayerError, match=r"character ids of shape \(\.\.\., C\)"):
         CharCNN(20).init(KEY, ())
+
+
+# ------------------------------------------------------------------------- BatchNorm
+BATCH_NORM_CASES = {
+    "dense": ((16, 5), {}),
+    "conv-nhwc": ((4, 6, 6, 3), {}),
+    "momentum-epsilon": ((12, 4), {"momentum": 0.7, "epsilon": 1e-3}),
+    "no-scale-no-bias": ((8, 4), {"scale": False, "bias": False}),
+}
+FLAX_NAMES = {"momentum": "momentum", "epsilon": "epsilon", "scale": "use_scale", "bias": "use_bias"}
+
+
+@pytest.mark.parametrize("shape, settings", BATCH_NORM_CASES.values(), ids=BATCH_NORM_CASES.keys())
+def test_batch_norm_matches_flax_in_training_and_evaluation_over_several_steps(shape, settings):
+    ours = BatchNorm(**settings)
+    theirs = nn.BatchNorm(**{FLAX_NAMES[k]: v for k, v in settings.items()})
+    params = random_params(ours, shape)  # random scale and bias, given to both
+    _, _, state = ours.init(KEY, (-1, *shape[1:]))
+    batch_stats = theirs.init(KEY, jnp.ones(shape), use_running_average=False)["batch_stats"]
+    assert jax.tree.map(jnp.shape, state) == jax.tree.map(jnp.shape, batch_stats)
+    for step in range(4):  # batches whose distribution drifts: the running statistics follow
+        x = random_input(shape, step) * (step + 1) + step
+        y, state = ours.apply(params, x, state=state, train=True)
+        expected, updates = theirs.apply({"params": params, "batch_stats": batch_stats}, x,
+                                         use_running_average=False, mutable=["batch_stats"])
+        batch_stats = updates["batch_stats"]
+        assert_close(y, expected)
+        assert_close(state["mean"], batch_stats["mean"])
+        assert_close(state["var"], batch_stats["var"])
+    assert float(jnp.abs(state["mean"]).min()) > 0.02  # moved from zero: the means were 0 to 3
+    x = random_input(shape, 9) * 2 + 1
+    evaluated, unchanged = ours.apply(params, x, state=state)
+    assert_close(evaluated, theirs.apply({"params": params, "batch_stats": batch_stats}, x, use_running_average=True))
+    assert unchanged is state
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_batch_norm_gradients_match_finite_differences(x64, train):
+    model = serial(Dense(4), BatchNorm(momentum=0.5), Tanh(), Dense(2))
+    params = random_params(model, (6, 3), dtype=jnp.float64)
+    _, _, state = model.init(KEY, (-1, 3))
+    state = jax.tree.map(lambda s: s + 0.5, state)  # statistics that are not the identity's
+    check_grads(lambda p, x: model.apply(p, x, state=state, train=train)[0],
+                (params, distinct((6, 3), dtype=jnp.float64)), order=1, modes=["rev"])
+
+
+def test_batch_norm_keeps_float32_statistics_for_bfloat16_inputs():
+    layer = BatchNorm()
+    params = random_params(layer, (32, 4))
+    _, _, state = layer.init(KEY, (-1, 4))
+    x = random_input((32, 4), 1) * 3 + 2
+    y, moved = layer.apply(params, x.astype(jnp.bfloat16), state=state, train=True)
+    exact_y, exact = layer.apply(params, x, state=state, train=True)
+    assert y.dtype == jnp.bfloat16 and moved["mean"].dtype == moved["var"].dtype == jnp.float32
+    assert_close(moved["mean"], exact["mean"], 2e-3)
+    assert_close(y.astype(jnp.float32), exact_y, 5e-2)
+
+
+def test_batch_norm_errors():
+    with pytest.raises(LayerError, match=r"needs a batch with a known feature axis \(N, \.\.\., F\)"):
+        BatchNorm().init(KEY, (-1, -1))
+    with pytest.raises(LayerError, match=r"needs a batch"):
+        BatchNorm().init(KEY, (4,))
+    _, params, state = BatchNorm().init(KEY, (-1, 4))
+    with pytest.raises(LayerError, match=r"expected input of shape \(\.\.\., 4\), got \(2, 3\)"):
+        BatchNorm().apply(params, jnp.ones((2, 3)), state=state)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        BatchNorm(momentum=1.5)
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        BatchNorm(epsilon=0.0)
+
+
+# ------------------------------------------------------------------ Dense/Conv bias
+def test_dense_and_conv_without_bias():
+    dense = Dense(3, bias=False)
+    _, params = dense.init(KEY, (-1, 4))
+    assert set(params) == {"w"}
+    x = random_input((2, 4), 1)
+    assert_close(dense.apply(params, x), x @ params["w"])
+    conv = Conv(2, 3, bias=False)
+    _, conv_params = conv.init(KEY, (-1, 5, 5, 1))
+    assert set(conv_params) == {"w"}
+    image = random_input((1, 5, 5, 1), 2)
+    assert_close(conv.apply(conv_params, image), Conv(2, 3).apply({**conv_params, "b": jnp.zeros(2)}, image))
+
+
+# --------------------------------------------------------------------------- Take
+@pytest.mark.parametrize(
+    "layer, expected, shape",
+    [
+        (Take(0), lambda x: x[..., 0], (-1, 3)),
+        (Take(slice(1, None)), lambda x: x[..., 1:], (-1, 3, 3)),
+        (Take(-1, axis=1), lambda x: x[:, -1], (-1, 4)),
+        (Take(slice(0, 3, 2), axis=2), lambda x: x[:, :, 0:3:2], (-1, 3, 2)),
+    ],
+)
+def test_take_picks_an_index_or_a_slice_of_an_axis(layer, expected, shape):
+    x = jnp.arange(24).reshape(2, 3, 4)
+    assert layer.init(KEY, (-1, 3, 4)) == (shape, {})
+    np.testing.assert_array_equal(layer.apply({}, x), expected(x))
+
+
+def test_take_errors():
+    with pytest.raises(LayerError, match=r"index 4 is outside an axis of size 4 \(shape \(-1, 3, 4\)\)"):
+        Take(4).init(KEY, (-1, 3, 4))
+    for index in ("0", True, 1.0):
+        with pytest.raises(TypeError, match="Take needs an int or a slice"):
+            Take(index)
+
+
+# ------------------------------------------------------------ Embedding id range
+def test_embedding_refuses_ids_outside_the_vocabulary_at_once_and_inside_jit():
+    layer = Embedding(5, 3)
+    _, params = layer.init(KEY, (-1, 2))
+    np.testing.assert_array_equal(layer.apply(params, jnp.array([[0, 4]])), params["table"][jnp.array([[0, 4]])])
+    for bad, (lowest, highest) in ((jnp.array([[1, 5]]), (1, 5)), (jnp.array([[-1, 2]]), (-1, 2))):
+        message = rf"layer 'embedding' \(Embedding\): ids must be in \[0, 5\), got ids from {lowest} to {highest}"
+        with pytest.raises(LayerError, match=message):
+            layer.apply(params, bad)
+        with pytest.raises(Exception, match=message):  # a runtime error of the compiled program
+            jax.block_until_ready(jax.jit(layer.apply)(params, bad))
+    vectors = jax.jit(layer.apply)(params, jnp.array([[4, 0]]))  # good ids pass the check
+    np.testing.assert_array_equal(vectors, params["table"][jnp.array([[4, 0]])])

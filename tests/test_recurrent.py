@@ -488,7 +488,67 @@ def test_rnn_of_something_else_than_a_cell_raises():
         RNN(nn.LSTMCell(3))
 
 
-# ------------------------------------------------------------------------ 8. learning
+def test_negative_lengths_are_a_callers_bug_said_at_once_and_inside_jit():
+    layer = RNN(GRUCell(3))
+    params = random_params(layer, (2, 4, 2))
+    message = r"lengths must be >= 0, got -1: a negative length is a bug in the caller"
+    with pytest.raises(LayerError, match=message):
+        layer.apply(params, random_input((2, 4, 2)), lengths=jnp.array([3, -1]))
+    with pytest.raises(Exception, match=message):
+        jax.block_until_ready(jax.jit(layer.apply)(params, random_input((2, 4, 2)), lengths=jnp.array([3, -1])))
+    clipped = jax.jit(layer.apply)(params, random_input((2, 4, 2)), lengths=jnp.array([9, 4]))  # above T: all steps
+    assert_close(clipped, layer.apply(params, random_input((2, 4, 2))))
+
+
+# ------------------------------------------------------------ 8. step by step (stream)
+@pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1), ("simple", 3)])
+def test_a_stream_read_in_pieces_or_step_by_step_equals_the_full_sequence(cell, layers):
+    full, stream = RNN(CELLS[cell](4), layers=layers), RNN(CELLS[cell](4), layers=layers, stream=True)
+    params = random_params(full, (3, 9, 2))
+    _, stream_params, state = stream.init(KEY, (3, 1, 2))
+    assert jax.tree.structure(stream_params) == jax.tree.structure(params)  # the same params serve both
+    x = random_input((3, 9, 2))
+    expected = full.apply(params, x)
+    apply = jax.jit(stream.apply)
+    pieces, carry = [], state
+    for begin, end in ((0, 4), (4, 5), (5, 9)):
+        y, carry = apply(params, x[:, begin:end], state=carry)
+        pieces.append(y)
+    assert_close(jnp.concatenate(pieces, axis=1), expected)
+    steps, carry = [], state
+    for t in range(9):
+        y, carry = apply(params, x[:, t : t + 1], state=carry)
+        steps.append(y)
+    assert_close(jnp.concatenate(steps, axis=1), expected)
+
+
+def test_a_stream_with_padding_carries_the_state_after_the_last_valid_step():
+    full, stream = RNN(LSTMCell(4), output="last"), RNN(LSTMCell(4), output="last", stream=True)
+    params = random_params(full, (2, 6, 3))
+    _, _, state = stream.init(KEY, (2, 1, 3))
+    x = random_input((2, 6, 3))
+    _, carry = stream.apply(params, x[:, :3], state=state, lengths=jnp.array([3, 2]))  # row 1 stops at step 2
+    last, _ = stream.apply(params, x[:, 3:], state=carry, lengths=jnp.array([3, 0]))  # and reads nothing more
+    assert_close(last[0], full.apply(params, x)[0])
+    second, _ = stream.apply(params, x[1:, :2], state=jax.tree.map(lambda c: c[1:], state))
+    assert_close(carry["layer1"]["forward"][1][1], second[0])  # the carry (c, h): h after its 2 valid steps
+    np.testing.assert_array_equal(last[1], np.zeros(4))  # no step read in that call: "last" is zeros
+
+
+def test_stream_errors():
+    with pytest.raises(ValueError, match="stream reads forward only"):
+        RNN(GRUCell(2), bidirectional=True, stream=True)
+    with pytest.raises(LayerError, match=r"init needs the batch size, e.g. \(1, T, D\)"):
+        RNN(GRUCell(2), stream=True).init(KEY, (-1, 5, 3))
+    stream = RNN(GRUCell(2), layers=2, stream=True)
+    _, params, state = stream.init(KEY, (1, 1, 3))
+    with pytest.raises(LayerError, match="keeps state"):
+        stream.apply(params, jnp.ones((1, 1, 3)))
+    with pytest.raises(LayerError, match=r"the state given holds \['layer1'\], not this layer's"):
+        stream.apply(params, jnp.ones((1, 1, 3)), state={"layer1": state["layer1"]})
+
+
+# ------------------------------------------------------------------------ 9. learning
 def recall_first_symbol(key, n: int, steps: int = 12, symbols: int = 3):
     """Random one-hot symbols x (n, steps, symbols); the label y (n,) is the first of them."""
     ids = jax.random.randint(key, (n, steps), 0, symbols)

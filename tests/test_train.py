@@ -172,6 +172,65 @@ def test_step_randomness_depends_only_on_key_and_step(toy):
     assert not all(np.array_equal(a, b) for a, b in zip(again, other_step)), "dropout ignores the step"
 
 
+# ------------------------------------------------------------- a model with state
+BN_MODEL = dl.serial(dl.Dense(16), dl.BatchNorm(momentum=0.8), dl.Tanh(), dl.Dense(2), name="bn")
+
+
+@pytest.fixture(scope="module")
+def bn():
+    _, params, model_state = BN_MODEL.init(jax.random.key(0), (-1, 2))
+    optimizer = optax.adam(0.05)
+    state = TrainState.create(params, optimizer, jax.random.key(1), model_state=model_state)
+    return state, make_train_step(BN_MODEL, dl.softmax_cross_entropy, optimizer), make_eval_step(
+        BN_MODEL, dl.softmax_cross_entropy)
+
+
+def test_the_train_step_returns_the_model_state_a_training_call_returns(bn):
+    state, train_step, _ = bn
+    batch = toy_data(16)
+    new_state, metrics = train_step(state, batch)
+    key = jax.random.fold_in(jax.random.split(state.key)[0], state.step)
+    logits, moved = BN_MODEL.apply(state.params, batch["x"], state=state.model_state, key=key, train=True)
+    for got, want in zip(jax.tree.leaves(new_state.model_state), jax.tree.leaves(moved)):  # jitted vs eager
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert not np.allclose(moved["batchnorm"]["mean"], state.model_state["batchnorm"]["mean"])
+    assert float(metrics["loss"]) == pytest.approx(float(dl.softmax_cross_entropy(logits, batch["y"])), rel=1e-6)
+
+
+def test_evaluation_and_predict_read_the_running_statistics(bn):
+    state, train_step, eval_step = bn
+    data = toy_data()
+    result = fit(state, train_step, data, epochs=3, batch_size=BATCH_SIZE, progress=False, verbose=False)
+    trained = result.state
+    logits, _ = BN_MODEL.apply(trained.params, data["x"], state=trained.model_state)  # train=False
+    expected = float(dl.softmax_cross_entropy(logits, data["y"]))
+    assert evaluate(eval_step, trained.params, data, 16, model_state=trained.model_state)["loss"] == pytest.approx(
+        expected, rel=1e-5)
+    np.testing.assert_allclose(dl.predict(BN_MODEL, trained.params, data["x"], 16, model_state=trained.model_state),
+                               logits, rtol=1e-5, atol=1e-6)
+    batch_statistics, _ = BN_MODEL.apply(trained.params, data["x"], state=trained.model_state, train=True)
+    assert not np.allclose(batch_statistics, logits, atol=1e-3)  # evaluation really uses the running averages
+
+
+def test_a_model_with_state_without_one_is_a_clear_error(bn):
+    state, train_step, eval_step = bn
+    with pytest.raises(ValueError, match=r"model 'bn' keeps state \(bn/batchnorm\) but none was given"):
+        train_step(state._replace(model_state=None), toy_data(16))
+    with pytest.raises(ValueError, match="model_state= for evaluate and predict"):
+        evaluate(eval_step, state.params, toy_data(), 16)
+
+
+def test_per_example_gradients_refuse_a_model_with_batch_statistics(bn):
+    with pytest.raises(ValueError, match="batch statistics of one example mean nothing"):
+        per_example_grads(BN_MODEL, dl.softmax_cross_entropy, bn[0].params, toy_data(4))
+
+
+@pytest.mark.parametrize("build", [make_train_step, make_eval_step, make_per_example_train_step])
+def test_the_steps_take_the_model_not_its_apply(toy, build):
+    with pytest.raises(TypeError, match=r"takes the model .*not \w+\(model.apply, ...\)"):
+        build(toy.model.apply, dl.softmax_cross_entropy, *([optax.sgd(0.1)] if build is not make_eval_step else []))
+
+
 # ---------------------------------------------------------------------- evaluation
 @pytest.mark.parametrize("batch_size", [3, 4, 10, 16])
 def test_evaluate_equals_a_full_batch_computation(toy, batch_size):
@@ -480,39 +539,46 @@ def train_and_die(directory, out, env, *extra):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, child_env):
-    directory = tmp_path_factory.mktemp("uninterrupted")
-    done = train_and_die(directory / "checkpoints", directory / "params.npz", child_env)
-    assert done.returncode == 0, done.stderr
-    params = dict(np.load(directory / "params.npz"))
-    assert int(params.pop("steps_run")) == 16
-    return params
+    """The uninterrupted runs' results, without and with BatchNorm."""
+    results = {}
+    for extra in ((), ("--batch-norm",)):
+        directory = tmp_path_factory.mktemp("uninterrupted")
+        done = train_and_die(directory / "checkpoints", directory / "params.npz", child_env, *extra)
+        assert done.returncode == 0, done.stderr
+        params = dict(np.load(directory / "params.npz"))
+        assert int(params.pop("steps_run")) == 16
+        results[extra] = params
+    return results
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "die, on_disk",
+    "die, on_disk, extra",
     [
         # fit saves after the callbacks: killed in epoch 2's callback, epoch 1 is the latest checkpoint
-        (["--die-after-epoch", "2"], 4),
-        (["--die-at-step", "7"], 4),  # killed inside epoch 2
-        (["--die-after-epoch", "4"], 12),  # killed before the final save
+        (["--die-after-epoch", "2"], 4, ()),
+        (["--die-at-step", "7"], 4, ()),  # killed inside epoch 2
+        (["--die-after-epoch", "4"], 12, ()),  # killed before the final save
+        (["--die-at-step", "7"], 4, ("--batch-norm",)),  # the running statistics resume too
     ],
-    ids=["after-epoch-2", "at-step-7", "after-epoch-4"],
+    ids=["after-epoch-2", "at-step-7", "after-epoch-4", "batch-norm-at-step-7"],
 )
-def test_a_killed_run_resumes_to_the_same_params(tmp_path, child_env, uninterrupted, die, on_disk):
+def test_a_killed_run_resumes_to_the_same_params(tmp_path, child_env, uninterrupted, die, on_disk, extra):
     checkpoints, out = tmp_path / "checkpoints", tmp_path / "params.npz"
-    killed = train_and_die(checkpoints, out, child_env, *die)
+    killed = train_and_die(checkpoints, out, child_env, *die, *extra)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not out.exists()
     assert latest_checkpoint(checkpoints) == checkpoint_path(checkpoints, on_disk)
 
-    resumed = train_and_die(checkpoints, out, child_env)
+    resumed = train_and_die(checkpoints, out, child_env, *extra)
     assert resumed.returncode == 0, resumed.stderr
-    got = dict(np.load(out))
+    got, uninterrupted = dict(np.load(out)), uninterrupted[extra]
     assert int(got.pop("steps_run")) == 16 - on_disk  # it went on from the checkpoint
     assert sorted(got) == sorted(uninterrupted)
-    params = [k for k in got if k.startswith("params/")]
-    assert len(params) == 4
+    params = [k for k in got if k.startswith(("params/", "model_state/"))]
+    assert len(params) == (8 if extra else 4)  # BatchNorm: scale, bias, mean, var
+    if extra:
+        assert np.abs(got["model_state/batchnorm/mean"]).min() > 0  # the statistics moved
     for name in params:
         assert got[name].dtype == uninterrupted[name].dtype
         assert np.array_equal(got[name], uninterrupted[name]), name

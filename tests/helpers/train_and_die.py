@@ -1,12 +1,14 @@
-"""Train a tiny dropout MLP with checkpoints and, on request, SIGKILL this process part-way.
+"""Train a tiny dropout MLP (with BatchNorm, on request) with checkpoints and, on request,
+SIGKILL this process part-way.
 
 Used by tests/test_train.py to show that a run killed at any point and resumed
 from its checkpoints ends with exactly the params of an uninterrupted run::
 
-    python train_and_die.py --checkpoint-dir D --out-params P.npz [--die-after-epoch K | --die-at-step S]
+    python train_and_die.py --checkpoint-dir D --out-params P.npz [--die-after-epoch K | --die-at-step S] [--batch-norm]
 
 Every run resumes from ``--checkpoint-dir`` if it holds checkpoints. The final
-params (flattened to ``params/<layer>/<name>``) and the history's losses go to
+params (flattened to ``params/<layer>/<name>``), the model's state (BatchNorm's
+statistics, ``model_state/...``) and the history's losses go to
 ``--out-params`` (with ``steps_run``, the updates this process did)
 only when training finishes, so a killed run leaves no file.
 """
@@ -56,12 +58,14 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--die-after-epoch", type=int, help="SIGKILL in the callback of this epoch (1-based)")
     parser.add_argument("--die-at-step", type=int, help="SIGKILL instead of doing update number S (1-based)")
+    parser.add_argument("--batch-norm", action="store_true", help="a BatchNorm after the hidden layer")
     args = parser.parse_args(argv)
 
-    model = dl.serial(dl.Dense(16), dl.Tanh(), dl.Dropout(0.3), dl.Dense(2))
-    _, params = model.init(jax.random.key(0), (-1, 2))
+    model = dl.serial(dl.Dense(16), *([dl.BatchNorm(momentum=0.8)] if args.batch_norm else []), dl.Tanh(),
+                      dl.Dropout(0.3), dl.Dense(2))
+    _, params, *model_state = model.init(jax.random.key(0), (-1, 2))
     optimizer = optax.adam(LR)
-    state = TrainState.create(params, optimizer, jax.random.key(1))
+    state = TrainState.create(params, optimizer, jax.random.key(1), *model_state)
     train_step = make_train_step(model, dl.softmax_cross_entropy, optimizer)
     eval_step = make_eval_step(model, dl.softmax_cross_entropy)
 
@@ -90,7 +94,7 @@ def main(argv=None) -> None:
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=1,
         resume=True,
-        config={"epochs": args.epochs, "batch_size": BATCH_SIZE, "lr": LR},
+        config={"epochs": args.epochs, "batch_size": BATCH_SIZE, "lr": LR, "batch_norm": args.batch_norm},
         progress=False,
         callbacks=[die_after_epoch],
     )
@@ -98,6 +102,7 @@ def main(argv=None) -> None:
     np.savez(
         args.out_params,
         **{f"params/{k}": v for k, v in flatten(jax.device_get(result.state.params)).items()},
+        **{f"model_state/{k}": v for k, v in flatten(jax.device_get(result.state.model_state or {})).items()},
         step=np.asarray(result.state.step),
         steps_run=np.asarray(steps_run),
         train_loss=np.array([r["train_loss"] for r in history]),
