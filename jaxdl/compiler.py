@@ -46,19 +46,22 @@ def _accepted(options: tuple) -> bool:
 def jit(fun: Callable, **jit_kwargs) -> Callable:
     """``jax.jit(fun, **jit_kwargs)``, compiled with :func:`compiler_options` when called at top level.
 
-    JAX takes compiler options only on an outermost jit, so inside another
-    transformation (a user's ``jit``, ``grad``, ``scan``) ``fun`` is traced as a plain
-    ``jax.jit`` and the outer computation's options apply.
+    The options are chosen at the first call, not here: a ``jit`` at import time does not
+    start JAX's backend (a multi-process run must start its runtime first). JAX takes
+    compiler options only on an outermost jit, so inside another transformation (a user's
+    ``jit``, ``grad``, ``scan``) ``fun`` is traced as a plain ``jax.jit`` and the outer
+    computation's options apply.
     """
     plain = jax.jit(fun, **jit_kwargs)
-    options = compiler_options()
-    if not options:
-        return plain
-    top_level = jax.jit(fun, compiler_options=options, **jit_kwargs)
+
+    @functools.cache
+    def top_level():
+        options = compiler_options()
+        return jax.jit(fun, compiler_options=options, **jit_kwargs) if options else plain
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
-        return (plain if traced else top_level)(*args, **kwargs)
+        return (plain if traced else top_level())(*args, **kwargs)
 
     return call

@@ -1,5 +1,8 @@
 """jaxdl.compiler: per-backend XLA options, and a jit that still nests inside other transformations."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,3 +59,10 @@ def test_jit_computes_what_jax_jit_computes_at_top_level_and_nested():
                                rtol=1e-5)
     total, _ = lax.scan(lambda total, xi: (total + loss(w, xi[None]), None), 0.0, x)
     np.testing.assert_allclose(total, reference(w, x), rtol=1e-5)
+
+
+def test_a_jit_made_at_import_time_does_not_start_the_backend():
+    """A multi-process run starts JAX's runtime after importing jaxdl, before any JAX call."""
+    code = ("import jax\nfrom jax._src import xla_bridge\nimport jaxdl, jaxdl.train\n"
+            "from jaxdl.compiler import jit\njit(lambda x: x)\nassert not xla_bridge.backends_are_initialized()")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
