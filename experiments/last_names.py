@@ -47,7 +47,7 @@ from jaxdl.data.text import (
     VocabularyError,
     bucket_examples,
 )
-from jaxdl.core import abstract_init, count_params
+from jaxdl.core import LayerError, abstract_init, count_params
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
@@ -346,7 +346,10 @@ def run_tag(argv) -> list[dict]:
     members = [network.state["params"] for network in networks]
     sentences = [tokenize_news(text) for text in texts]  # a non-blank text has at least one token
     rows = [encode_tokens(tokens, words, chars, settings["max_chars"]) for tokens in sentences]
-    found = tag_sentences(members, bucket_examples(rows, covering(settings["boundaries"], max(map(len, sentences)))))
+    try:
+        found = tag_sentences(members, bucket_examples(rows, covering(settings["boundaries"], max(map(len, sentences)))))
+    except LayerError as error:  # networks saved by an older jaxdl, whose tagger named its params otherwise
+        sys.exit(f"error: {error}. Train the run in {args.out} again with this version.")
     guessed = baseline_last_names(baseline.state["params"], threshold, sentences)
     results = []
     for tokens, predicted, flags in zip(sentences, found, guessed):

@@ -28,13 +28,18 @@ plain dicts of arrays with readable names; a composite layer keeps each child's
 params and state under the child's name. Every layer runs under a
 ``jax.named_scope`` of its path (``cnn/conv1``), so compiled programs and profiles
 name it. A wrong input raises :class:`LayerError` naming the layer's path, what it
-expected and what it got; the checks run while tracing, so they cost nothing in ``jit``.
+expected and what it got. Shapes and dtypes are checked while tracing, so those checks
+cost nothing in ``jit``; values (an id outside the vocabulary) are checked by
+:func:`raise_if`, also inside ``jit``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
 import math
+import re
 from collections import Counter
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -95,7 +100,7 @@ class Layer(NamedTuple):
     stateful: bool = False
     """Whether the layer keeps state (its own or a child's)."""
     reads: tuple[str, ...] = ()
-    """The context names the layer (or a child) reads, e.g. ``("lengths", "mask")``."""
+    """The context names the layer (or a child) reads, e.g. ``("lengths", "step_mask")``."""
 
     def init(self, key: jax.Array, input_shape: Shape) -> tuple:
         """``(output_shape, params)``, or ``(output_shape, params, state)`` for a stateful layer."""
@@ -113,12 +118,14 @@ class Layer(NamedTuple):
         """
         try:
             _check_call(self, state, context)
-            with jax.named_scope(self.name):
+            with _scope(self.name):
                 if self.stateful:
                     return self.apply_fn(params, x, state=state, key=key, train=train, **context)
                 return self.apply_fn(params, x, key=key, train=train, **context)
         except LayerError as error:
             raise error.within(self.name) from None
+        except KeyError as missing:
+            raise _missing_entry(self, missing).within(self.name) from None
 
     def __repr__(self) -> str:
         extras = [f"{len(self.children)} children"] if self.children else []
@@ -138,6 +145,25 @@ def _check_call(layer: Layer, state, context: dict) -> None:
                                      "apply(params, x, state=state) -> (y, state), with the state from init")
     if not layer.stateful and state is not None:
         raise LayerError(layer.kind, "keeps no state: call apply(params, x) -> y, without state=")
+
+
+_PATH: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("jaxdl_path", default=())
+
+
+@contextlib.contextmanager
+def _scope(name: str):
+    """Run a layer under ``jax.named_scope(name)``, and remember its path for :func:`raise_if`."""
+    token = _PATH.set((*_PATH.get(), name))
+    try:
+        with jax.named_scope(name):
+            yield
+    finally:
+        _PATH.reset(token)
+
+
+def _missing_entry(layer: Layer, missing: KeyError) -> LayerError:
+    return LayerError(layer.kind, f"the params or state given have no entry {missing}: use those its init "
+                                  "returned (a checkpoint of another model, or of an older version of it?)")
 
 
 def stateful_paths(layer: Layer, prefix: str = "") -> list[str]:
@@ -200,7 +226,7 @@ def apply_child(name: str, layer: Layer, params: dict, state: dict, x, *, key: j
     """
     reads = {n: value for n, value in (context or {}).items() if n in layer.reads}
     try:
-        with jax.named_scope(name):
+        with _scope(name):
             if not layer.stateful:
                 return layer.apply_fn(params.get(name, {}), x, key=key, train=train, **reads), state
             if name not in state:
@@ -209,6 +235,8 @@ def apply_child(name: str, layer: Layer, params: dict, state: dict, x, *, key: j
             y, child_state = layer.apply_fn(params.get(name, {}), x, state=state[name], key=key, train=train, **reads)
     except LayerError as error:
         raise error.within(name) from None
+    except KeyError as missing:
+        raise _missing_entry(layer, missing).within(name) from None
     return y, {**state, name: child_state}
 
 
@@ -251,19 +279,39 @@ def raise_if(bad: Callable[..., Any], error: Callable[..., Exception], *values) 
     ``values`` are small arrays computed from a layer's inputs (the smallest and largest
     id, say). Concrete values are checked at once; traced ones when the compiled program
     runs, by a host callback that is only taken when the check fails (under ``vmap`` it
-    is always taken, and checks again).
+    is always taken, and checks again). A :class:`LayerError` raised there names the
+    layer's path; :func:`device_errors` turns the runtime error that carries it back into it.
     """
     if not any(isinstance(v, jax.core.Tracer) for v in values):
         host = [np.asarray(v) for v in values]
         if np.any(bad(*host)):
             raise error(*host)
         return
+    path = _PATH.get()  # the layer's path while it is traced: the error is raised outside it
 
     def on_host(*host):
         if np.any(bad(*host)):
-            raise error(*host)
+            found = error(*host)
+            raise LayerError(found.kind, found.problem, (*path, *found.path)) if isinstance(found, LayerError) else found
 
     lax.cond(jnp.any(bad(*values)), lambda: jax.debug.callback(on_host, *values), lambda: None)
+
+
+_RAISED_ON_DEVICE = re.compile(r"LayerError: layer '([^']*)' \(([^)]*)\): (.*)$", re.M)
+
+
+@contextlib.contextmanager
+def device_errors():
+    """Turn the runtime error of a compiled program whose check (:func:`raise_if`) failed back
+    into the :class:`LayerError` the check raised, without XLA's traceback."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as error:
+        found = _RAISED_ON_DEVICE.findall(str(error))
+        if not found:
+            raise
+        path, kind, problem = found[-1]
+        raise LayerError(kind, problem, tuple(path.split("/"))) from None
 
 
 # ---------------------------------------------------------------------- combinators
@@ -350,10 +398,13 @@ def abstract_init(layer: Layer, input_shape: Shape) -> tuple:
 
 def initial_state(layer: Layer, input_shape: Shape) -> State:
     """The state ``layer.init`` starts with (None for a layer without state), computed
-    without computing its params."""
-    if not layer.stateful:
-        return None
-    return jax.jit(lambda key: layer.init(key, input_shape)[2])(jax.random.key(0))
+    without computing its params (compiled once per layer and shape)."""
+    return _initial_state(layer, tuple(input_shape)) if layer.stateful else None
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _initial_state(layer: Layer, input_shape: Shape) -> State:
+    return layer.init(jax.random.key(0), input_shape)[2]  # XLA drops the params: only the state is returned
 
 
 def count_params(params: Params) -> int:

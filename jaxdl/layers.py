@@ -421,9 +421,11 @@ def BatchNorm(
     moves the running statistics toward them, ``mean <- momentum * mean + (1 - momentum) *
     batch_mean`` (the same for ``var``); evaluation normalises with the running statistics.
     Then ``y = (x - mean) / sqrt(var + epsilon) * scale + bias``. Numerics as
-    ``flax.linen.BatchNorm`` (same defaults): statistics in float32 also for bfloat16
-    inputs, the output in the input's dtype. On a device mesh the batch statistics are
-    those of the whole (global) batch.
+    ``flax.linen.BatchNorm`` (same defaults), statistics in float32 also for bfloat16
+    inputs; the output keeps the input's dtype (flax's turns a bfloat16 input into a
+    float32 output unless given ``dtype``). On a device mesh the batch statistics are
+    those of the whole (global) batch. Every row counts, padding too: train it on full
+    batches (as ``fit`` draws from arrays), not on padded sequences.
 
     Params: ``scale`` (ones) and ``bias`` (zeros), (F,), each unless turned off.
     State: ``mean`` (zeros) and ``var`` (ones), (F,), float32.

@@ -165,14 +165,16 @@ def rnn_classifier(
     probability ``word_dropout``.
 
     Sequences are padded at the end with ``padding_id``; give their ``lengths`` (context,
-    as :class:`jaxdl.data.text.Buckets` batches hold them), so padding reaches neither the
-    outputs nor the gradients. Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
+    as :class:`jaxdl.data.text.Buckets` batches hold them; a call without them is an
+    error), so padding reaches neither the outputs nor the gradients.
+    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
     """
     return serial(
         WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
         Embedding(vocab_size, embed, padding_id=padding_id),
         Dropout(embed_dropout, name="embed_dropout"),
-        RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool, name="rnn"),
+        RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool,
+            needs_lengths=True, name="rnn"),
         Dropout(dropout),
         Dense(num_classes, name="output"),
         name="rnn_classifier",
@@ -208,11 +210,13 @@ def tagger(
     network learns to tag unknown words.
 
     Sentences are padded at the end with ``padding_id`` word ids; give their ``lengths``
-    (context), so padding reaches neither the outputs nor the gradients.
+    (context; a call without them is an error), so padding reaches neither the outputs
+    nor the gradients.
     Params: ``features`` (``words``: ``embedding``; ``spelling``: ``charcnn``), ``rnn``
     (``layer1``, ...), ``output``.
     """
-    rnn = RNN(_cell(cell)(hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence", name="rnn")
+    rnn = RNN(_cell(cell)(hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence",
+              needs_lengths=True, name="rnn")
     return serial(
         FanOut(2),
         parallel(

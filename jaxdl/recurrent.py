@@ -9,7 +9,8 @@ dropout between layers, and bidirectional::
     shape, params = encoder.init(key, (-1, -1, 32))        # (N, T, D) -> (N, 128)
     h = encoder.apply(params, x, lengths=lengths)           # x: (N, T, D) padded
 
-Padding sits at the end of each sequence. At padded steps the inputs are ignored
+Padding sits at the end of each sequence; the context ``lengths`` (or ``step_mask``)
+says where each one ends. At padded steps the inputs are ignored
 (they reach neither outputs nor gradients), the state is frozen and the outputs
 are zero. The backward direction reads only the valid part of each sequence
 backward: ``[a b c PAD PAD]`` is read as ``c b a``, and its outputs are put back
@@ -217,17 +218,20 @@ def _negative_lengths(lowest) -> LayerError:
                              "(lengths count the valid steps of each padded sequence)")
 
 
-def _valid_lengths(kind: str, shape, mask, lengths) -> jax.Array:
-    """The number of valid steps of each sequence (N,), from ``mask`` or ``lengths``."""
+def _valid_lengths(kind: str, shape, step_mask, lengths, needed: bool) -> jax.Array:
+    """The number of valid steps of each sequence (N,), from ``step_mask`` or ``lengths``."""
     n, t, _ = shape
-    if mask is not None and lengths is not None:
-        raise LayerError(kind, "got both mask and lengths: give one of them")
-    if mask is not None:
-        if jnp.shape(mask) != (n, t):
+    if step_mask is not None and lengths is not None:
+        raise LayerError(kind, "got both step_mask and lengths: give one of them")
+    if step_mask is not None:
+        if jnp.shape(step_mask) != (n, t):
             expected = f"(N, T) = {_fmt((n, t))} for an input of shape {_fmt(shape)}"
-            raise LayerError(kind, f"mask must be {expected}, got {_fmt(jnp.shape(mask))}")
-        return jnp.count_nonzero(mask, axis=1)
+            raise LayerError(kind, f"step_mask must be {expected}, got {_fmt(jnp.shape(step_mask))}")
+        return jnp.count_nonzero(step_mask, axis=1)
     if lengths is None:
+        if needed:
+            raise LayerError(kind, "reads padded sequences and needs to know where each one ends: give "
+                                   "lengths= (N,), the valid steps of each (Buckets batches hold them), or step_mask=")
         return jnp.full((n,), t)
     if jnp.shape(lengths) != (n,):
         expected = f"(N,) = ({n},) for an input of shape {_fmt(shape)}"
@@ -265,14 +269,17 @@ def RNN(
     output: str = "sequence",
     unroll: int = 1,
     stream: bool = False,
+    needs_lengths: bool = False,
     name: str | None = None,
 ) -> Layer:
     """Run ``cell`` over padded batches of sequences: (N, T, D) -> (N, T, F) or (N, F).
 
-    ``apply(params, x, *, lengths=None, mask=None, key=None, train=False)``: the context
-    ``lengths`` (N,) int (clipped to T; a negative one is an error) or ``mask`` (N, T)
-    (bool or 0/1, true on a prefix of each row: padding at the end; only its row sums
-    are used) says which steps are valid; with neither, all are.
+    ``apply(params, x, *, lengths=None, step_mask=None, key=None, train=False)``: the
+    context ``lengths`` (N,) int (clipped to T; a negative one is an error) or
+    ``step_mask`` (N, T) (bool or 0/1, true on a prefix of each row: padding at the end;
+    only its row sums are used) says which steps are valid; with neither, all are (or,
+    with ``needs_lengths``, it is an error: a model of padded batches must not read the
+    padding by mistake). A batch's ``"mask"`` column weights the loss: it is not this.
 
     With ``stream=True`` the layer reads a long sequence in pieces, or one step at a time
     (to generate text): it keeps each layer's carry as its state, starts every call from
@@ -300,6 +307,7 @@ def RNN(
         (on a 2-core CPU, 2 made an LSTM's training step up to 5% faster).
       stream: keep the carry between calls as the layer's state (forward only: a
         bidirectional layer needs the whole sequence). ``init`` needs the batch size.
+      needs_lengths: refuse a call without ``lengths`` or ``step_mask``.
       name: the layer's name in a composite (default: its kind in lower case).
 
     Params: ``{"layer1": {"forward": cell params, "backward": ...}, "layer2": ...}``;
@@ -348,11 +356,11 @@ def RNN(
         combine = MERGES[merge]
         return combine(forward, reverse_valid(backward, lengths)), combine(last, first), None
 
-    def run(params, x, state, mask, lengths, key, train):
+    def run(params, x, state, step_mask, lengths, key, train):
         _check_rank(kind, x.shape, 3, "(N, T, D)")
         _check_last_dim(kind, x.shape, params["layer1"]["forward"]["w_i"].shape[0])
         _check_float(kind, x)
-        lengths = _valid_lengths(kind, x.shape, mask, lengths)
+        lengths = _valid_lengths(kind, x.shape, step_mask, lengths, needs_lengths)
         if train and dropout > 0 and layers > 1 and key is None:
             raise LayerError(
                 kind, "train=True with dropout needs a random key: call apply(params, x, key=key, train=True)"
@@ -371,12 +379,16 @@ def RNN(
         return _select_output(output, x, last, valid, lengths), carries
 
     if stream:
-        def apply(params, x, *, state, mask=None, lengths=None, key=None, train=False):
+        def apply(params, x, *, state, step_mask=None, lengths=None, key=None, train=False):
             if set(state) != set(names):
                 raise LayerError(kind, f"the state given holds {sorted(state)}, not this layer's {names}")
-            return run(params, x, state, mask, lengths, key, train)
+            carried = jax.tree.leaves(state)[0].shape[0]
+            if x.ndim and x.shape[0] != carried:
+                raise LayerError(kind, f"the state carries {carried} sequences (the batch size init was given), "
+                                       f"got a batch of {x.shape[0]}: init the state for this batch size")
+            return run(params, x, state, step_mask, lengths, key, train)
     else:
-        def apply(params, x, *, mask=None, lengths=None, key=None, train=False):
-            return run(params, x, None, mask, lengths, key, train)[0]
+        def apply(params, x, *, step_mask=None, lengths=None, key=None, train=False):
+            return run(params, x, None, step_mask, lengths, key, train)[0]
 
-    return Layer(init, apply, name or kind.lower(), kind, stateful=stream, reads=("lengths", "mask"))
+    return Layer(init, apply, name or kind.lower(), kind, stateful=stream, reads=("lengths", "step_mask"))

@@ -36,7 +36,7 @@ from jaxdl.checkpoint import (
     save_checkpoint,
 )
 from jaxdl.compiler import jit
-from jaxdl.core import Layer, stateful_paths
+from jaxdl.core import Layer, device_errors, stateful_paths
 from jaxdl.data import ArrayBatches, BatchSource, batch_source, dataset_size, epoch_order, eval_batches
 from jaxdl.losses import weighted_mean
 from jaxdl.metrics import accuracy
@@ -75,6 +75,17 @@ def _model(model: Layer, who: str) -> Layer:
     if not isinstance(model, Layer):
         raise TypeError(f"{who} takes the model (a jaxdl Layer, such as dl.serial(...)), got {model!r:.80}: "
                         f"{who}(model, ...), not {who}(model.apply, ...)")
+    return model
+
+
+def _without_state(model: Layer, who: str) -> Layer:
+    """``model``, refused when it keeps state: per-example gradients run each example alone."""
+    if _model(model, who).stateful:
+        raise ValueError(
+            f"{who} runs each example alone, and model '{model.name}' keeps state "
+            f"({', '.join(stateful_paths(model))}): state that mixes the examples of a batch (BatchNorm's "
+            "statistics) means nothing for one. Normalise each example alone instead (LayerNorm)."
+        )
     return model
 
 
@@ -156,13 +167,7 @@ def per_example_grads(
     with a leading (B,) axis on every leaf, the losses (B,), and the outputs (B, ...).
     A model that keeps state (BatchNorm) is refused: one example has no batch statistics.
     """
-    model = _model(model, "per_example_grads")
-    if model.stateful:
-        raise ValueError(
-            f"per_example_grads runs each example alone, and model '{model.name}' keeps state "
-            f"({', '.join(stateful_paths(model))}): batch statistics of one example mean nothing. "
-            "Normalise each example alone instead (LayerNorm)."
-        )
+    model = _without_state(model, "per_example_grads")
 
     def one(example, example_key):
         single = jax.tree.map(lambda column: column[None], example)
@@ -202,7 +207,7 @@ def make_per_example_train_step(
     give zero gradients. The metrics add ``"grad_norm"``: the mean per-example norm
     before clipping.
     """
-    model = _model(model, "make_per_example_train_step")
+    model = _without_state(model, "make_per_example_train_step")
 
     def step(state: TrainState, batch: Batch):
         key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
@@ -272,7 +277,10 @@ def evaluate(
     totals: dict[str, float] = {}
     place = _batch_placer(mesh, batch_size)
     batches = batch_source(data).eval_batches(batch_size)
-    for values in devices.fetch([eval_step(params, place(batch), model_state) for batch in batches]):
+    state = () if model_state is None else (model_state,)  # an eval_step of one's own may take no state
+    with device_errors():
+        scores = devices.fetch([eval_step(params, place(batch), *state) for batch in batches])
+    for values in scores:
         weight = float(values.pop("weight"))
         for name, value in values.items():
             totals[name] = totals.get(name, 0.0) + float(value) * weight
@@ -296,8 +304,10 @@ def predict(model: Layer, params, inputs, batch_size: int, *, model_state=None) 
     """
     model = _model(model, "predict")
     columns = dict(inputs) if isinstance(inputs, Mapping) else {"x": inputs}
-    outputs = [_predict_batch(model, params, model_state, batch) for batch in eval_batches(columns, batch_size)]
-    return np.concatenate(devices.fetch(outputs))[: dataset_size(columns)]
+    with device_errors():
+        outputs = devices.fetch([_predict_batch(model, params, model_state, batch)
+                                 for batch in eval_batches(columns, batch_size)])
+    return np.concatenate(outputs)[: dataset_size(columns)]
 
 
 def _batch_placer(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:
@@ -521,48 +531,49 @@ def fit(
         return elapsed_before + time.perf_counter() - began_training
 
     stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
-    try:
-        while step < total and not stop:
-            epoch, offset = divmod(step, steps_per_epoch)
-            began = time.perf_counter()
-            sums.clear()
-            for count, call in epoch_calls(epoch, offset):
-                if step == start:
-                    t0 = time.perf_counter()
-                    state, values = jax.block_until_ready(call(state))
-                    compile_time = time.perf_counter() - t0
-                else:
-                    state, values = call(state)
-                pending.append((step + 1, values))
-                step += count
-                if step - pending[0][0] + 1 >= log_every:
-                    drain()
-            drain()
-            seconds = time.perf_counter() - began
-            train_time += seconds
-            record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
-            record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
-            if eval_step is not None and eval_source is not None:
-                scores = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state,
-                                  mesh=mesh)
-                record.update({f"val_{k}": v for k, v in scores.items()})
-            record["elapsed_s"] = round(elapsed(), 4)
-            history.append(record)
-            for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
-                callback(state, record)
-            summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
-            bar.set_postfix_str(summary)
-            if bar.disable and verbose:  # no bar (e.g. output to a file): one line per epoch instead
-                print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
-            stop = early_stopping is not None and early_stopping.should_stop(history)
-            if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:
-                save()
-            if stop:
-                break
-    except KeyboardInterrupt:
-        drain()  # a state whose loss went non-finite is never saved
-        save()
-        raise
-    finally:
-        bar.close()
+    with device_errors():  # a failed check in the compiled step: its LayerError, not XLA's traceback
+        try:
+            while step < total and not stop:
+                epoch, offset = divmod(step, steps_per_epoch)
+                began = time.perf_counter()
+                sums.clear()
+                for count, call in epoch_calls(epoch, offset):
+                    if step == start:
+                        t0 = time.perf_counter()
+                        state, values = jax.block_until_ready(call(state))
+                        compile_time = time.perf_counter() - t0
+                    else:
+                        state, values = call(state)
+                    pending.append((step + 1, values))
+                    step += count
+                    if step - pending[0][0] + 1 >= log_every:
+                        drain()
+                drain()
+                seconds = time.perf_counter() - began
+                train_time += seconds
+                record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
+                record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
+                if eval_step is not None and eval_source is not None:
+                    scores = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state,
+                                      mesh=mesh)
+                    record.update({f"val_{k}": v for k, v in scores.items()})
+                record["elapsed_s"] = round(elapsed(), 4)
+                history.append(record)
+                for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
+                    callback(state, record)
+                summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
+                bar.set_postfix_str(summary)
+                if bar.disable and verbose:  # no bar (e.g. output to a file): one line per epoch instead
+                    print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
+                stop = early_stopping is not None and early_stopping.should_stop(history)
+                if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:
+                    save()
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            drain()  # a state whose loss went non-finite is never saved
+            save()
+            raise
+        finally:
+            bar.close()
     return FitResult(state, history, compile_time, train_time)

@@ -1,6 +1,7 @@
 """Fixtures shared by test files, 8 simulated CPU devices for the multi-device tests, and the
 ``slow`` tier: every test that reads a real dataset is marked slow here, besides the tests
-marked slow in their files (script runs, notebooks, several processes)."""
+marked slow in their files (training runs, script runs, notebooks, several processes, and
+all but one case of the longer parametrized tests: tests/tiers.py)."""
 
 import os
 import sys

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from experiment_scripts import load_experiment
+from tiers import unit_tier
 
 from jaxdl.data.text import Vocabulary, lm_windows
 from jaxdl.core import abstract_init, initial_state
@@ -51,7 +52,8 @@ def test_model_maps_ids_to_next_character_logits_at_every_step():
         char_language_model(11, cell="transformer")
 
 
-@pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1), ("simple", 2)])
+@pytest.mark.parametrize("cell, layers", unit_tier({"lstm-2": ("lstm", 2), "gru-1": ("gru", 1), "simple-2": ("simple", 2)},
+                                                   keep="gru-1", unpack=True))
 def test_the_streaming_model_reading_one_character_at_a_time_gives_the_full_sequence_logits(cell, layers):
     settings = {"embed": 8, "hidden": 16, "cell": cell, "layers": layers, "dropout": 0.5}
     model, stream = char_language_model(11, **settings), char_language_model(11, stream=True, **settings)

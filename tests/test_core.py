@@ -270,7 +270,7 @@ def test_a_context_name_no_layer_reads_is_an_error_naming_it():
     with pytest.raises(LayerError) as error:
         model.apply(params, ids, lenghts=jnp.array([5, 3]))
     assert str(error.value) == ("layer 'reader' (serial): got context 'lenghts', which none of its layers reads "
-                                "(it reads lengths, mask); check the name")
+                                "(it reads lengths, step_mask); check the name")
     with pytest.raises(LayerError, match="it reads nothing"):
         Dense(2).apply({"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}, jnp.ones((1, 3)), lengths=jnp.ones(1))
 
@@ -360,8 +360,8 @@ def test_the_summary_of_a_stateful_model_shows_its_state():
 def test_every_layer_runs_under_its_path_in_the_compiled_program():
     model = models.cnn(features=(4, 8), hidden=16)
     _, params = model.init(KEY, (-1, 28, 28, 1))
-    lowered = jax.jit(model.apply).lower(params, jnp.ones((2, 28, 28, 1)))
-    names = set(re.findall(r'op_name="([^"]+)"', lowered.compile().as_text()))
+    lowered = jax.jit(model.apply).lower(params, jnp.ones((2, 28, 28, 1))).as_text(debug_info=True)
+    names = set(re.findall(r'loc\("([^"]+)"', lowered))  # each operation's location: where the profiler puts its time
     for path in ("cnn/conv1/conv_general_dilated", "cnn/conv2/conv_general_dilated", "cnn/hidden/dot_general",
                  "cnn/output/dot_general", "cnn/maxpool1/reduce_max"):
         assert any(name.endswith(path) for name in names), path
@@ -402,4 +402,24 @@ def test_raise_if_raises_at_once_for_concrete_values_and_when_the_compiled_progr
 def test_a_layer_prints_briefly():
     assert repr(Dense(3)) == "Layer('dense', Dense)"
     assert repr(nested_batch_norms()) == "Layer('net', serial; 6 children; stateful)"
-    assert repr(dl.RNN(dl.LSTMCell(3))) == "Layer('lstm', LSTM; reads lengths, mask)"
+    assert repr(dl.RNN(dl.LSTMCell(3))) == "Layer('lstm', LSTM; reads lengths, step_mask)"
+
+
+def test_a_failed_check_inside_jit_comes_back_as_the_layers_error_with_its_path():
+    model = serial(Embedding(5, 3), Dense(2), name="m")
+    _, params = model.init(KEY, (-1, 2))
+    with pytest.raises(LayerError) as error:
+        with dl.core.device_errors():
+            jax.block_until_ready(jax.jit(model.apply)(params, jnp.array([[1, 7]])))
+    assert str(error.value).startswith("layer 'm/embedding' (Embedding): ids must be in [0, 5), got ids from 1 to 7")
+    with pytest.raises(ZeroDivisionError):  # other errors pass through as they are
+        with dl.core.device_errors():
+            1 / 0
+
+
+def test_params_of_another_model_are_named_not_a_bare_key_error():
+    model = serial(Embedding(5, 3), Dense(2), name="m")
+    _, params = model.init(KEY, (-1, 2))
+    with pytest.raises(LayerError, match=r"'m/embedding' \(Embedding\): the params or state given have no entry "
+                                         r"'table'"):
+        model.apply({"dense": params["dense"]}, jnp.array([[1, 2]]))

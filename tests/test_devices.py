@@ -6,6 +6,8 @@ import numpy as np
 import optax
 import pytest
 
+from tiers import unit_tier
+
 import jaxdl as dl
 from jaxdl import devices, experiment
 from jaxdl.train import TrainState, evaluate, fit, make_eval_step, make_train_step
@@ -88,7 +90,7 @@ def test_a_model_axis_splits_the_largest_parameters_and_trains_alike(eight_devic
     assert devices.param_sharding((4096,), mesh, min_size=1).is_fully_replicated  # vectors stay whole
 
 
-@pytest.mark.parametrize("steps_per_call", [1, 5])
+@pytest.mark.parametrize("steps_per_call", unit_tier({"1": 1, "5": 5}, keep="1"))
 def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
     data, test = toy_problem(256), toy_problem(100, seed=1)
     eval_step = make_eval_step(MODEL, dl.softmax_cross_entropy)
@@ -120,7 +122,7 @@ def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
 BN_MODEL = dl.serial(dl.Dense(64, bias=False), dl.BatchNorm(momentum=0.9), dl.ReLU(), dl.Dense(4, name="output"))
 
 
-@pytest.mark.parametrize("steps_per_call", [1, 4])
+@pytest.mark.parametrize("steps_per_call", unit_tier({"1": 1, "4": 4}, keep="4"))
 def test_batch_statistics_on_8_devices_are_those_of_the_global_batch(eight_devices, steps_per_call):
     """Each device holds 4 of a batch's 32 rows; BatchNorm's mean and variance, and so every loss,
     the running statistics and the evaluation that reads them, equal one device's."""

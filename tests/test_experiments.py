@@ -16,12 +16,14 @@ from jaxdl.checkpoint import latest_checkpoint, load_checkpoint
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
 from experiment_scripts import EXPERIMENTS, load_experiment
+from tiers import unit_tier
 
 perceptron = load_experiment("perceptron")
 xor = load_experiment("xor")
 
 
 # ----------------------------------------------------------------------- perceptron
+@pytest.mark.slow  # a script run
 def test_perceptron_learns_the_lecture_table_but_not_xor(tmp_path, capsys):
     metrics = perceptron.main(["--out", str(tmp_path)])
     printed = capsys.readouterr().out
@@ -41,6 +43,7 @@ def test_perceptron_learns_the_lecture_table_but_not_xor(tmp_path, capsys):
     assert (tmp_path / "lecture_decision.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a script run
 def test_perceptron_learned_unit_really_computes_the_table(tmp_path):
     metrics = perceptron.main(["--out", str(tmp_path), "--seed", "5"])
     w = np.array(metrics["lecture"]["weights"])
@@ -48,6 +51,7 @@ def test_perceptron_learned_unit_really_computes_the_table(tmp_path):
     np.testing.assert_array_equal(outputs, perceptron.TABLES["lecture"])
 
 
+@pytest.mark.slow  # script runs
 def test_perceptron_resume_continues_to_the_same_weights(tmp_path):
     straight = perceptron.main(["--out", str(tmp_path / "a"), "--epochs", "12"])
     perceptron.main(["--out", str(tmp_path / "b"), "--epochs", "3"])
@@ -58,7 +62,7 @@ def test_perceptron_resume_continues_to_the_same_weights(tmp_path):
 
 
 # ------------------------------------------------------------------------------ xor
-@pytest.mark.parametrize("hidden", [2, 3, 4])
+@pytest.mark.parametrize("hidden", unit_tier({"2": 2, "3": 3, "4": 4}, keep="2"))
 def test_backprop_by_hand_equals_jax_grad(hidden):
     _, params = mlp([hidden], 1).init(jax.random.key(hidden), (-1, 2))
     params = jax.tree.map(lambda p: 3.0 * p, params)  # larger weights: less trivial gradients
@@ -90,6 +94,7 @@ def test_xor_converges_and_writes_its_outputs(tmp_path, capsys):
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG"), plot
 
 
+@pytest.mark.slow  # a script run
 def test_xor_gets_stuck_with_too_small_a_learning_rate(tmp_path):
     """The convergence criterion is real: 200 epochs at lr 0.1 do not solve XOR."""
     metrics = xor.main(["--out", str(tmp_path), "--epochs", "200", "--lr", "0.1", "--study-seeds", "0"])

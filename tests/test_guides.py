@@ -35,6 +35,7 @@ def run_guide(guide: Path) -> tuple[dict, str]:
 
 
 # -------------------------------------------------------------------------------- README.md
+@pytest.mark.slow  # 2000 steps
 def test_readme_example_trains_xor():
     namespace, printed = run_guide(ROOT / "README.md")
     assert "total params: 13" in printed
@@ -45,6 +46,7 @@ def test_readme_example_trains_xor():
 
 
 # ------------------------------------------------------------------------------ concepts.md
+@pytest.mark.slow  # the guide trains its networks
 def test_concepts_guide_runs_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *args, **kwargs: str(tmp_path))  # the guide's run folder
     namespace, printed = run_guide(DOCS / "concepts.md")
@@ -55,7 +57,7 @@ def test_concepts_guide_runs_and_trains(tmp_path, monkeypatch):
         "layer 'serial/dropout' (Dropout): train=True needs a random key",
         "{'batchnorm': {'mean': (16,), 'var': (16,)}}",
         "layer 'bn_net' (serial): keeps state (bn_net/batchnorm): call apply(params, x, state=state)",
-        "('lengths', 'mask')",
+        "('lengths', 'step_mask')",
         "layer 'serial' (serial): got context 'lenghts', which none of its layers reads",
         "['step_000000012.ckpt', 'step_000000024.ckpt']",
     ):
@@ -73,6 +75,7 @@ def extending():
     return run_guide(DOCS / "extending.md")
 
 
+@pytest.mark.slow  # the guide trains its networks
 def test_extending_guide_runs_its_layers_model_and_loss(extending):
     namespace, printed = extending
     for shown in (  # what the guide shows as printed

@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
+from tiers import unit_tier
+
 from jaxdl.core import Layer, LayerError, abstract_init, parallel, serial
 from jaxdl.layers import (
     AvgPool,
@@ -585,7 +587,7 @@ def test_invalid_constructor_arguments_raise(make, pattern):
 
 
 # ------------------------------------------------------------------ 6. pools
-@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6)])
+@pytest.mark.parametrize("size", unit_tier({"8x8": (8, 8), "7x9": (7, 9), "5x6": (5, 6)}, keep="7x9"))
 @pytest.mark.parametrize("pool, init, op", [(MaxPool, -jnp.inf, lax.max), (AvgPool, 0.0, lax.add)], ids=["max", "avg"])
 def test_non_overlapping_pools_equal_reduce_window_with_gradients(pool, init, op, size):
     """Pools whose strides equal their window reduce blocks of a reshape (odd sizes are cropped, as VALID does)."""
@@ -719,7 +721,7 @@ def test_batch_norm_matches_flax_in_training_and_evaluation_over_several_steps(s
     assert unchanged is state
 
 
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("train", unit_tier({"train": True, "eval": False}, keep="train"))
 def test_batch_norm_gradients_match_finite_differences(x64, train):
     model = serial(Dense(4), BatchNorm(momentum=0.5), Tanh(), Dense(2))
     params = random_params(model, (6, 3), dtype=jnp.float64)

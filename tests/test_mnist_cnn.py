@@ -27,6 +27,7 @@ def lines_dataset(n: int, seed: int = 0):
     return {"x": x, "y": y}
 
 
+@pytest.mark.slow  # training
 def test_cnn_learns_the_lectures_lines_far_above_chance():
     """Without any download: the CNN tells vertical from horizontal lines after a short run."""
     model = cnn(2, features=(8, 16), hidden=16, dropout=0.0)
@@ -57,6 +58,7 @@ def test_quick_run_on_real_mnist_learns_well_above_chance(tmp_path, mnist_data_d
         assert (out / plot).read_bytes().startswith(b"\x89PNG"), plot
 
 
+@pytest.mark.slow  # a script run
 def test_missing_data_ends_with_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXDL_MANUAL_DIR", str(tmp_path / "empty"))
     with pytest.raises(SystemExit) as exit_info:

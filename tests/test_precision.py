@@ -60,6 +60,7 @@ def test_gradients_reach_float32_params_and_match_float32_to_bfloat16_precision(
         assert np.linalg.norm(got - want) <= 0.02 * np.linalg.norm(want)  # bfloat16 keeps 8 bits of mantissa
 
 
+@pytest.mark.slow  # training
 def test_bfloat16_training_reaches_float32_accuracy():
     """The lecture's lines (vertical or horizontal) learned by a CNN in each dtype from the same start."""
     from test_mnist_cnn import lines_dataset

@@ -21,6 +21,7 @@ from jaxdl.layers import Dense, Embedding
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.recurrent import OUTPUTS, RNN, GRUCell, LSTMCell, SimpleCell, reverse_valid
 from jaxdl.train import TrainState, make_train_step
+from tiers import unit_tier
 
 KEY = jax.random.key(0)
 CELLS = {"simple": SimpleCell, "lstm": LSTMCell, "gru": GRUCell}
@@ -202,7 +203,7 @@ def garbage_at_padding(x, lengths, seed=7):
     return jnp.where(valid_steps(lengths, x.shape[1])[..., None], x, junk)
 
 
-@pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("options", unit_tier(CONFIGS, keep="lstm-bi"))
 def test_padded_steps_change_neither_outputs_nor_gradients(options):
     x = random_input((4, 5, 3))
     params = random_params(RNN(**options), x.shape)
@@ -223,7 +224,7 @@ def test_padded_steps_change_neither_outputs_nor_gradients(options):
     np.testing.assert_array_equal(clean[0]["sequence"][~valid], 0)
 
 
-@pytest.mark.parametrize("options", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("options", unit_tier(CONFIGS, keep="gru-bi-sum-2layers"))
 def test_padded_batch_equals_each_sequence_alone(options):
     apply = every_output(**options)
     x = random_input((4, 5, 3))
@@ -266,8 +267,8 @@ def test_mask_and_lengths_give_the_same_result():
     apply = jax.jit(layer.apply)
     mask = valid_steps(LENGTHS, 5)
     expected = apply(params, x, lengths=LENGTHS)
-    np.testing.assert_array_equal(apply(params, x, mask=mask), expected)
-    np.testing.assert_array_equal(apply(params, x, mask=mask.astype(np.float32)), expected)  # 0/1 masks too
+    np.testing.assert_array_equal(apply(params, x, step_mask=mask), expected)
+    np.testing.assert_array_equal(apply(params, x, step_mask=mask.astype(np.float32)), expected)  # 0/1 masks too
     np.testing.assert_array_equal(apply(params, x), apply(params, x, lengths=jnp.full((4,), 5)))
     np.testing.assert_array_equal(apply(params, x, lengths=LENGTHS.at[0].set(9)), expected)  # clipped to T
 
@@ -339,7 +340,7 @@ GRAD_CASES = {
 }
 
 
-@pytest.mark.parametrize("options", GRAD_CASES.values(), ids=GRAD_CASES.keys())
+@pytest.mark.parametrize("options", unit_tier(GRAD_CASES, keep="lstm-bi-2layers"))
 def test_gradients_match_finite_differences(x64, options):
     """Every output at once: sequence, last, mean and max (no ties in random data)."""
     apply = every_output(**options)
@@ -428,10 +429,12 @@ ERROR_CASES = {
     "rank": ({}, jnp.ones((5, 3)), ["'lstm'", "(LSTM)", "3-D input (N, T, D)", "(5, 3)"]),
     "features": ({}, jnp.ones((2, 5, 4)), ["'lstm'", "(..., 3)", "(2, 5, 4)"]),
     "int": ({}, X.astype(jnp.int32), ["floating-point", "int32"]),
-    "mask-shape": ({"mask": jnp.ones((2, 4), bool)}, X, ["mask must be (N, T) = (2, 5)", "(2, 5, 3)", "got (2, 4)"]),
+    "mask-shape": ({"step_mask": jnp.ones((2, 4), bool)}, X,
+                   ["step_mask must be (N, T) = (2, 5)", "(2, 5, 3)", "got (2, 4)"]),
     "lengths-shape": ({"lengths": jnp.array([5, 5, 5])}, X, ["lengths must be (N,) = (2,)", "got (3)"]),
     "lengths-float": ({"lengths": jnp.array([5.0, 2.0])}, X, ["lengths must be integers", "float32"]),
-    "mask-and-lengths": ({"mask": jnp.ones((2, 5), bool), "lengths": jnp.array([5, 5])}, X, ["both mask and lengths"]),
+    "mask-and-lengths": ({"step_mask": jnp.ones((2, 5), bool), "lengths": jnp.array([5, 5])}, X,
+                         ["both step_mask and lengths"]),
 }
 
 
@@ -501,7 +504,8 @@ def test_negative_lengths_are_a_callers_bug_said_at_once_and_inside_jit():
 
 
 # ------------------------------------------------------------ 8. step by step (stream)
-@pytest.mark.parametrize("cell, layers", [("lstm", 2), ("gru", 1), ("simple", 3)])
+@pytest.mark.parametrize("cell, layers", unit_tier({"lstm-2": ("lstm", 2), "gru-1": ("gru", 1), "simple-3": ("simple", 3)},
+                                                   keep="lstm-2", unpack=True))
 def test_a_stream_read_in_pieces_or_step_by_step_equals_the_full_sequence(cell, layers):
     full, stream = RNN(CELLS[cell](4), layers=layers), RNN(CELLS[cell](4), layers=layers, stream=True)
     params = random_params(full, (3, 9, 2))
@@ -546,6 +550,18 @@ def test_stream_errors():
         stream.apply(params, jnp.ones((1, 1, 3)))
     with pytest.raises(LayerError, match=r"the state given holds \['layer1'\], not this layer's"):
         stream.apply(params, jnp.ones((1, 1, 3)), state={"layer1": state["layer1"]})
+    with pytest.raises(LayerError, match=r"the state carries 1 sequences \(the batch size init was given\), got a "
+                                         r"batch of 2"):
+        stream.apply(params, jnp.ones((2, 1, 3)), state=state)
+
+
+def test_a_layer_that_needs_lengths_refuses_a_call_without_them():
+    layer = RNN(LSTMCell(3), needs_lengths=True)
+    params = random_params(layer, (2, 4, 2))
+    with pytest.raises(LayerError, match=r"needs to know where each one ends: give lengths= \(N,\)"):
+        layer.apply(params, random_input((2, 4, 2)))
+    assert_close(layer.apply(params, random_input((2, 4, 2)), lengths=jnp.array([4, 4])),
+                 RNN(LSTMCell(3)).apply(params, random_input((2, 4, 2))))
 
 
 # ------------------------------------------------------------------------ 9. learning
@@ -555,6 +571,7 @@ def recall_first_symbol(key, n: int, steps: int = 12, symbols: int = 3):
     return {"x": jax.nn.one_hot(ids, symbols), "y": ids[:, 0]}
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("make", CELLS.values(), ids=CELLS.keys())
 def test_each_cell_learns_to_recall_the_first_symbol_of_a_sequence(make):
     """Only the state carried over 11 later symbols can tell the first one: chance (1/3) before training."""

@@ -28,38 +28,57 @@ def has_token_dataset(n: int, seed: int):
     return bucket_examples(sequences, (8, 16), columns={"y": labels.astype(np.int32)})
 
 
+OPTIMIZER = optax.adam(1e-2)
+
+
 @pytest.fixture(scope="module")
-def trained():
+def classifier():
+    """A small rnn_classifier and its untrained train state."""
     model = rnn_classifier(20, 2, embed=16, hidden=16, layers=1, dropout=0.0)
-    optimizer = optax.adam(1e-2)
     _, params = model.init(jax.random.key(0), (-1, 16))
-    state = dl.TrainState.create(params, optimizer, jax.random.key(1))
-    result = dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, optimizer),
+    return model, dl.TrainState.create(params, OPTIMIZER, jax.random.key(1))
+
+
+@pytest.mark.slow  # training
+def test_classifier_learns_from_length_buckets(classifier):
+    model, state = classifier
+    result = dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, OPTIMIZER),
                     has_token_dataset(1024, 0), epochs=6, batch_size=32, progress=False)
-    return model, result
-
-
-def test_classifier_learns_from_length_buckets(trained):
-    model, result = trained
     scores = dl.evaluate(dl.make_eval_step(model, dl.softmax_cross_entropy), result.state.params,
                          has_token_dataset(300, 1), 32)
     assert scores["accuracy"] > 0.9  # chance is 0.5
 
 
-def test_padding_does_not_change_the_logits(trained):
-    model, result = trained
+def test_padding_does_not_change_the_logits(classifier):
+    model, state = classifier
     ids, lengths = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]]), jnp.array([3, 2])
     longer = jnp.pad(ids, ((0, 0), (0, 6)))
-    logits = model.apply(result.state.params, ids, lengths=lengths)
-    np.testing.assert_allclose(logits, model.apply(result.state.params, longer, lengths=lengths), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(logits, dl.predict(model, result.state.params, {"x": longer, "lengths": lengths}, 4),
+    logits = model.apply(state.params, ids, lengths=lengths)
+    np.testing.assert_allclose(logits, model.apply(state.params, longer, lengths=lengths), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, dl.predict(model, state.params, {"x": longer, "lengths": lengths}, 4),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_the_classifier_refuses_padded_ids_without_their_lengths(classifier):
+    model, state = classifier
+    with pytest.raises(dl.LayerError, match=r"'rnn_classifier/rnn' \(BiLSTM\): reads padded sequences"):
+        model.apply(state.params, jnp.array([[5, 2, 7, 0]]))
+
+
+@pytest.mark.slow  # 8 simulated devices
+def test_bucket_lengths_reach_the_rnn_through_fit_on_a_mesh(classifier):
+    model, state = classifier
+    data = has_token_dataset(256, 3)
+    runs = [dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, OPTIMIZER), data, epochs=1,
+                   batch_size=32, progress=False, verbose=False, mesh=mesh)
+            for mesh in (None, dl.make_mesh(8))]
+    assert runs[0].history[0]["train_loss"] == pytest.approx(runs[1].history[0]["train_loss"], rel=1e-5)
 
 
 def test_the_classifier_is_a_plain_composition_trained_on_buckets_without_wiring():
     """The lecture's sentence classifier written out: the batches' lengths reach the RNN inside serial."""
     model = dl.serial(dl.Embedding(20, 16), dl.RNN(dl.LSTMCell(16), output="last"), dl.Dense(2))
-    assert model.reads == ("lengths", "mask")
+    assert model.reads == ("lengths", "step_mask")
     _, params = model.init(jax.random.key(0), (-1, 16))
     optimizer = optax.adam(1e-2)
     result = dl.fit(dl.TrainState.create(params, optimizer, jax.random.key(1)),
@@ -74,19 +93,18 @@ def test_the_classifier_is_a_plain_composition_trained_on_buckets_without_wiring
     assert not np.allclose(eval_step(result.state.params, batch)["loss"], eval_step(result.state.params, without)["loss"])
 
 
-def test_evaluate_counts_every_bucketed_example_once(trained):
-    model, result = trained
+def test_evaluate_counts_every_bucketed_example_once(classifier):
+    model, state = classifier
     eval_step = dl.make_eval_step(model, dl.softmax_cross_entropy)
     data = has_token_dataset(101, 2)  # odd sizes: the last batch of each bucket is filled up and masked
-    weights = sum(float(eval_step(result.state.params, batch)["weight"]) for batch in data.eval_batches(32))
+    weights = sum(float(eval_step(state.params, batch)["weight"]) for batch in data.eval_batches(32))
     assert weights == 101
 
 
-def test_many_steps_per_call_needs_arrays(trained):
-    model, result = trained
-    optimizer = optax.adam(1e-2)
+def test_many_steps_per_call_needs_arrays(classifier):
+    model, state = classifier
     with pytest.raises(ValueError, match="steps_per_call > 1 needs the training data as a dict of arrays"):
-        dl.fit(result.state, dl.make_train_step(model, dl.softmax_cross_entropy, optimizer),
+        dl.fit(state, dl.make_train_step(model, dl.softmax_cross_entropy, OPTIMIZER),
                has_token_dataset(64, 0), epochs=1, batch_size=32, steps_per_call=2, progress=False)
 
 

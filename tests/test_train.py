@@ -221,14 +221,57 @@ def test_a_model_with_state_without_one_is_a_clear_error(bn):
 
 
 def test_per_example_gradients_refuse_a_model_with_batch_statistics(bn):
-    with pytest.raises(ValueError, match="batch statistics of one example mean nothing"):
+    message = r"runs each example alone, and model 'bn' keeps state \(bn/batchnorm\).* means nothing for one"
+    with pytest.raises(ValueError, match=message):
         per_example_grads(BN_MODEL, dl.softmax_cross_entropy, bn[0].params, toy_data(4))
+    with pytest.raises(ValueError, match=message):  # when the step is built, not at its first call
+        make_per_example_train_step(BN_MODEL, dl.softmax_cross_entropy, optax.sgd(0.1))
 
 
 @pytest.mark.parametrize("build", [make_train_step, make_eval_step, make_per_example_train_step])
 def test_the_steps_take_the_model_not_its_apply(toy, build):
     with pytest.raises(TypeError, match=r"takes the model .*not \w+\(model.apply, ...\)"):
         build(toy.model.apply, dl.softmax_cross_entropy, *([optax.sgd(0.1)] if build is not make_eval_step else []))
+
+
+def test_an_id_outside_the_vocabulary_stops_fit_with_the_layers_error():
+    model = dl.serial(dl.Embedding(4, 3), dl.Flatten(), dl.Dense(2), name="ids")
+    _, params = model.init(jax.random.key(0), (-1, 2))
+    data = {"x": np.array([[0, 1], [2, 3], [1, 6], [3, 0]], np.int32), "y": np.array([0, 1, 0, 1], np.int32)}
+    optimizer = optax.sgd(0.1)
+    with pytest.raises(dl.LayerError, match=r"^layer 'ids/embedding' \(Embedding\): ids must be in \[0, 4\), "
+                                            r"got ids from 0 to 6"):
+        fit(TrainState.create(params, optimizer, jax.random.key(1)), make_train_step(model, dl.softmax_cross_entropy,
+            optimizer), data, epochs=1, batch_size=4, progress=False, verbose=False)
+
+
+def test_predict_compiles_once_per_model_and_batch_shape():
+    traced = []
+    probe = dl.Layer(lambda key, shape: (tuple(shape), {}),
+                     lambda params, x, *, key=None, train=False: traced.append(x.shape) or x * 2, "probe", "Probe")
+    model = dl.serial(probe, dl.Dense(2))
+    _, params = model.init(jax.random.key(0), (-1, 3))
+    for n in (10, 7, 16):  # batches of 8: the last one padded to 8 too
+        assert dl.predict(model, params, np.ones((n, 3), np.float32), 8).shape == (n, 2)
+    assert traced == [(8, 3)]
+
+
+def test_batch_norm_in_bfloat16_trains_checkpoints_and_resumes_to_the_same_run(tmp_path):
+    model = dl.mixed_precision(BN_MODEL, "bfloat16")
+    _, params, model_state = BN_MODEL.init(jax.random.key(0), (-1, 2))
+    optimizer = optax.adam(0.05)
+    state = TrainState.create(params, optimizer, jax.random.key(1), model_state=model_state)
+    step, data = make_train_step(model, dl.softmax_cross_entropy, optimizer), toy_data()
+
+    def run(epochs, **kwargs):
+        return fit(state, step, data, epochs=epochs, batch_size=BATCH_SIZE, progress=False, verbose=False, **kwargs)
+
+    straight = run(4)
+    run(2, checkpoint_dir=tmp_path)
+    resumed = run(4, checkpoint_dir=tmp_path, resume=True)
+    assert jax.tree.leaves(straight.state.model_state)[0].dtype == jnp.float32
+    assert_trees_equal(resumed.state.model_state, straight.state.model_state)
+    assert_trees_equal(resumed.state.params, straight.state.params)
 
 
 # ---------------------------------------------------------------------- evaluation
