@@ -51,7 +51,8 @@ from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, make_eval_step, make_train_step
 
 ACTIVATIONS = {"sigmoid": Sigmoid, "relu": ReLU}
 DEPTHS = (10, 20)  # hidden layers allowed: the point needs a deep network
@@ -116,6 +117,7 @@ def save_with_markers(fig: Figure, path) -> None:
         fig.savefig(path, dpi=120)
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)

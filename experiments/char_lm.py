@@ -34,7 +34,7 @@ import optax
 from jaxdl import experiment, viz
 from jaxdl.checkpoint import CheckpointError, load_checkpoint
 from jaxdl.compiler import jit
-from jaxdl.data import DataError, eval_batches, load_text_corpus
+from jaxdl.data import eval_batches, load_text_corpus
 from jaxdl.data.text import (
     PAD_ID,
     UNK_ID,
@@ -49,7 +49,8 @@ from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, char_language_model
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, make_eval_step, make_train_step
 
 MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "dropout")
 USE_FLAGS = ("sample", "prompt", "temperature", "fill", "candidates", "end_sample")  # not part of a training run's settings
@@ -262,11 +263,8 @@ def load_texts(args) -> tuple[str, str, str]:
                      f"{args.window} (it needs {2 * (args.window + 1)})")
         train, validation, source = text[:cut], text[cut:], str(args.text)
     else:
-        try:
-            train, validation = (load_text_corpus("tiny_shakespeare", split, data_dir=args.data_dir,
-                                                  manual_dir=args.manual_dir) for split in ("train", "validation"))
-        except DataError as error:
-            sys.exit(f"error: {error}")
+        train, validation = (load_text_corpus("tiny_shakespeare", split, data_dir=args.data_dir,
+                                              manual_dir=args.manual_dir) for split in ("train", "validation"))
         source = "tiny_shakespeare"
     return (train[: args.train_chars] if args.train_chars else train), validation, source
 
@@ -294,6 +292,7 @@ def words_of(text: str, count: int) -> Vocabulary:
     return Vocabulary.build([WORD.findall(text)], max_size=count + 2)
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     if args.sample is not None or args.fill is not None:

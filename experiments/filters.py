@@ -221,6 +221,7 @@ def parse_args(argv):
     return args
 
 
+@experiment.script
 def main(argv=None) -> dict:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,8 @@ from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import FitResult, TrainState, fit, make_train_step, predict
+from jaxdl.loop import FitResult, fit
+from jaxdl.train import TrainState, make_train_step, predict
 
 MODEL_FLAGS = ("embed", "char_embed", "char_features", "char_width", "hidden", "cell", "layers", "dropout", "word_dropout")
 BASELINE = {"epochs": 3, "batch_size": 256, "lr": 0.05}  # logistic regression converges in a few epochs
@@ -360,6 +361,7 @@ def run_tag(argv) -> list[dict]:
     return results
 
 
+@experiment.script
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["tag"]:

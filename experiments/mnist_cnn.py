@@ -28,14 +28,8 @@ from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import (
-    FitResult,
-    TrainState,
-    fit,
-    make_eval_step,
-    make_train_step,
-    predict,
-)
+from jaxdl.loop import FitResult, fit
+from jaxdl.train import TrainState, make_eval_step, make_train_step, predict
 
 
 def parse_args(argv):
@@ -118,6 +112,7 @@ def train(model, compute, data, args, seed: int, checkpoints, mesh) -> FitResult
     return result
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)

@@ -41,10 +41,9 @@ from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
+from jaxdl.loop import FitResult, fit
 from jaxdl.train import (
-    FitResult,
     TrainState,
-    fit,
     make_eval_step,
     make_per_example_train_step,
     make_train_step,
@@ -148,6 +147,7 @@ def train(name: str, compute, params, optimizer, eval_step, data, args, state_ke
     return result
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)

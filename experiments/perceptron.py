@@ -87,6 +87,7 @@ def report(name, targets, params, errors) -> dict:
     }
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser = experiment.experiment_parser(__doc__.split("\n\n")[0], out="runs/perceptron", epochs=20, lr=1.0)
     args = parser.parse_args(argv)

@@ -37,14 +37,8 @@ from jaxdl.core import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, rnn_classifier
 from jaxdl.precision import mixed_precision
-from jaxdl.train import (
-    FitResult,
-    TrainState,
-    fit,
-    make_eval_step,
-    make_train_step,
-    predict,
-)
+from jaxdl.loop import FitResult, fit
+from jaxdl.train import TrainState, make_eval_step, make_train_step, predict
 
 MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout", "embed_dropout", "word_dropout")
 
@@ -132,6 +126,7 @@ def train_network(model, compute, train_data, dev_data, args, seed: int, checkpo
     return result
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     if args.predict:

@@ -24,7 +24,8 @@ from jaxdl.core import summary
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, evaluate, fit, make_eval_step, make_train_step
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, evaluate, make_eval_step, make_train_step
 
 INPUTS = np.array([[0, 0], [1, 1], [1, 0], [0, 1]], np.float32)
 TARGETS = np.array([0, 0, 1, 1], np.float32)
@@ -123,6 +124,7 @@ def convergence_study(args, optimizer) -> tuple[dict, dict]:
     return converged, curves
 
 
+@experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     checkpoints = experiment.checkpoint_dir(args, parser)

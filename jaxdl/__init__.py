@@ -56,12 +56,10 @@ from jaxdl.data import DataError, load_image_classification
 from jaxdl.precision import mixed_precision
 from jaxdl.models import char_language_model, cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
+from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit
 from jaxdl.train import (
-    EarlyStopping,
-    NonFiniteLossError,
     TrainState,
     evaluate,
-    fit,
     forward,
     make_eval_step,
     make_multi_step,

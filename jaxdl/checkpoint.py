@@ -168,9 +168,15 @@ def _read_payload(path: Path) -> dict:
             f"{path} is corrupt or truncated ({len(blob)} bytes; its checksum does not match). "
             "Delete it to resume from the checkpoint before it."
         )
-    contents = serialization.msgpack_restore(payload)
-    if contents.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {contents.get('format')!r}; this jaxdl reads format {FORMAT}")
+    try:
+        contents = serialization.msgpack_restore(payload)
+    except Exception as error:  # msgpack's FormatError, ExtraData, ValueError...: not msgpack at all
+        raise CheckpointError(f"{path} has a valid checksum but is not a jaxdl checkpoint inside ({error})") from None
+    if not isinstance(contents, dict) or not {"format", "state"} <= contents.keys():
+        raise CheckpointError(f"{path} has a valid checksum but is not a jaxdl checkpoint inside "
+                              "(no format and state)")
+    if contents["format"] != FORMAT:
+        raise CheckpointError(f"{path} has format {contents['format']!r}; this jaxdl reads format {FORMAT}")
     return contents
 
 

@@ -4,6 +4,8 @@ its data and vocabularies, and ``metrics.json`` (with timings and peak memory)."
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -16,14 +18,16 @@ import jax
 from jax.sharding import Mesh
 
 from jaxdl import devices
-from jaxdl.checkpoint import atomic_write
+from jaxdl.checkpoint import CheckpointError, atomic_write
+from jaxdl.core import LayerError
 from jaxdl.data import (
     DataError,
     ImageClassification,
     load_image_classification,
     load_text_dataset,
 )
-from jaxdl.data.text import Vocabulary
+from jaxdl.data.text import Vocabulary, VocabularyError
+from jaxdl.loop import Interrupted, NonFiniteLossError, ResumeError
 from jaxdl.precision import DTYPES
 from jaxdl.tables import format_table
 
@@ -174,9 +178,19 @@ def saved_members(checkpoints: Path) -> list[Path]:
     return members or [checkpoints]
 
 
+# Flags that do not identify a run: how far it trains, where it runs, where its files are,
+# how it reports. A run may resume with other values of them; with another value of any
+# other setting, it is refused.
+NOT_IDENTIFYING = (
+    "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
+    "devices", "model_shards", "coordinator", "num_processes", "process_id",
+)
+
+
 def run_config(args: argparse.Namespace) -> dict:
-    """The flags as a JSON-ready dict (saved with checkpoints; resuming checks it)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    """The settings that identify the run, as a JSON-ready dict (saved with its checkpoints;
+    ``fit`` refuses to resume with other values): the flags but :data:`NOT_IDENTIFYING`."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_IDENTIFYING}
 
 
 def member_config(args: argparse.Namespace, seed: int, ignore: Sequence[str] = ()) -> dict:
@@ -224,15 +238,46 @@ def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
     return path
 
 
+# What a user can put right: a missing dataset, a corrupt checkpoint, a run resumed with other
+# settings, a bad input to a layer, a learning rate that diverges.
+USER_ERRORS = (DataError, CheckpointError, ResumeError, VocabularyError, LayerError, NonFiniteLossError)
+
+
+@contextlib.contextmanager
+def reported_errors():
+    """Around a script's work: an error a user can put right (:data:`USER_ERRORS`) ends the
+    run with one ``error:`` line and exit status 1, Ctrl-C with where the run was saved and
+    how to go on (status 130), instead of a traceback."""
+    try:
+        yield
+    except Interrupted as stop:
+        saved = f"; the run is saved in {stop.checkpoint}: the same command with --resume goes on" if stop.checkpoint else ""
+        print(f"\ninterrupted{saved}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except USER_ERRORS as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def script(main: Callable) -> Callable:
+    """A script's ``main``, run inside :func:`reported_errors`: its user's errors end it with one line."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        with reported_errors():
+            return main(*args, **kwargs)
+
+    return run
+
+
 def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
     """Dataset ``name`` from the ``--data-dir``/``--manual-dir`` flags, its training split cut
-    to ``--train-examples`` when the script has that flag; a DataError ends the run with its message."""
+    to ``--train-examples`` when the script has that flag (a DataError if it cannot be had)."""
     began = time.perf_counter()
-    try:
-        data = load_image_classification(name, data_dir=args.data_dir, manual_dir=args.manual_dir,
-                                         train_examples=getattr(args, "train_examples", None))
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    data = load_image_classification(name, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                                     train_examples=getattr(args, "train_examples", None))
     print(f"{name}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
           f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
     return data
@@ -240,11 +285,8 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
 
 def load_text(args: argparse.Namespace, name: str, split: str) -> dict:
     """A split of the TFDS text dataset ``name`` (:func:`jaxdl.data.load_text_dataset`) from
-    the ``--data-dir``/``--manual-dir`` flags; a DataError ends the run with its message."""
-    try:
-        return load_text_dataset(name, split, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    the ``--data-dir``/``--manual-dir`` flags (a DataError if it cannot be had)."""
+    return load_text_dataset(name, split, data_dir=args.data_dir, manual_dir=args.manual_dir)
 
 
 def run_vocabulary(args: argparse.Namespace, filename: str, build: Callable[[], Vocabulary]) -> Vocabulary:

@@ -1,4 +1,4 @@
-"""Training: a train state, one pure jitted step, evaluation, and the ``fit`` loop.
+"""Training: a train state, one pure jitted step, evaluation and prediction (the loop: :mod:`jaxdl.loop`).
 
 A batch is a dict ``{"x": inputs, "y": targets}`` with an optional ``"mask"``
 (0/1 or weights broadcastable to the per-example loss) and ``"index"`` (an
@@ -17,27 +17,18 @@ step continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from tqdm import tqdm  # not tqdm.auto: without ipywidgets it warns in every notebook
 
 from jaxdl import devices
-from jaxdl.checkpoint import (
-    Checkpoint,
-    json_ready,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
 from jaxdl.compiler import jit
 from jaxdl.core import Layer, device_errors, stateful_paths
-from jaxdl.data import ArrayBatches, BatchSource, batch_source, dataset_size, epoch_order, eval_batches
+from jaxdl.data import BatchSource, batch_source, dataset_size, eval_batches
 from jaxdl.losses import weighted_mean
 from jaxdl.metrics import accuracy
 
@@ -106,20 +97,8 @@ def forward(model: Layer, params, model_state, batch: Batch, *, key: jax.Array |
     return model.apply(params, batch["x"], state=model_state, key=key, train=train, **context)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, step: int, loss: float, checkpoint: str | None):
-        self.step, self.loss, self.checkpoint = step, loss, checkpoint
-        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written"
-        super().__init__(
-            f"the training loss became {loss} at step {step}; training stopped and {kept}. "
-            "Try a smaller learning rate (--lr) or gradient clipping."
-        )
-
-
-def _stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Independent roots for per-step randomness and for the data order."""
+def stream_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Independent roots for per-step randomness and for the data order, from a train state's key."""
     step_root, shuffle_root = jax.random.split(key)
     return step_root, shuffle_root
 
@@ -146,7 +125,7 @@ def make_train_step(
     model = _model(model, "make_train_step")
 
     def step(state: TrainState, batch: Batch):
-        key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
+        key = jax.random.fold_in(stream_keys(state.key)[0], state.step)
         grad_fn = jax.value_and_grad(_evaluate_batch, argnums=3, has_aux=True)
         (_, (values, model_state)), grads = grad_fn(
             model, loss_fn, metrics, state.params, state.model_state, batch, key, True)
@@ -210,7 +189,7 @@ def make_per_example_train_step(
     model = _without_state(model, "make_per_example_train_step")
 
     def step(state: TrainState, batch: Batch):
-        key = jax.random.fold_in(_stream_keys(state.key)[0], state.step)
+        key = jax.random.fold_in(stream_keys(state.key)[0], state.step)
         grads, losses, outputs = per_example_grads(model, loss_fn, state.params, batch, key=key, train=True)
         mask = batch.get("mask")
         real = jnp.ones(losses.shape) if mask is None else (mask.reshape(len(losses), -1) != 0).any(axis=1)
@@ -275,7 +254,7 @@ def evaluate(
     each averaged over examples (or mask weights); ``model_state`` for a model that keeps
     state; with a ``mesh``, each batch is split over its ``"data"`` axis."""
     totals: dict[str, float] = {}
-    place = _batch_placer(mesh, batch_size)
+    place = place_batches(mesh, batch_size)
     batches = batch_source(data).eval_batches(batch_size)
     state = () if model_state is None else (model_state,)  # an eval_step of one's own may take no state
     with device_errors():
@@ -310,270 +289,10 @@ def predict(model: Layer, params, inputs, batch_size: int, *, model_state=None) 
     return np.concatenate(outputs)[: dataset_size(columns)]
 
 
-def _batch_placer(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:
+def place_batches(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:
     """``place(batch)``: the batch split over the mesh's ``"data"`` axis (as it is, without a mesh)."""
     if mesh is None:
         return lambda batch: batch
     devices.check_batch_size(batch_size, mesh)
     sharding = devices.batch_sharding(mesh)
     return lambda batch: devices.put(batch, sharding)
-
-
-class EarlyStopping(NamedTuple):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
-
-    It reads only the history, so a resumed run decides as the original would.
-    """
-
-    monitor: str = "val_loss"
-    patience: int = 5
-    mode: str = "min"
-    min_delta: float = 0.0
-
-    def should_stop(self, history: list[dict]) -> bool:
-        values = [record[self.monitor] for record in history if self.monitor in record]
-        if len(values) <= self.patience:
-            return False
-        sign = 1.0 if self.mode == "min" else -1.0
-        best_before = min(sign * v for v in values[: -self.patience])
-        return all(sign * v >= best_before - self.min_delta for v in values[-self.patience :])
-
-
-class FitResult(NamedTuple):
-    state: TrainState
-    history: list[dict]  # one record per epoch: epoch, step, time_s, elapsed_s, train_*, val_*
-    compile_time_s: float  # the first step of this process, compilation included
-    train_time_s: float  # wall time of the training steps (not evaluation), summed over resumed runs
-
-
-# Settings that may differ between a run and its resumption.
-RESUMABLE_SETTINGS = (
-    "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
-    "devices", "model_shards", "coordinator", "num_processes", "process_id",  # where it runs, not what
-)
-
-
-def _check_resumable(saved: dict, config: dict, path) -> None:
-    """A ValueError if ``config`` differs from the ``saved`` one in a setting that changes the
-    run. Settings the saved run did not have (its jaxdl predates them) are not compared."""
-    config = json_ready(config, "config")  # as it was saved: tuples become lists
-    changed = {
-        k: (saved.get(k), config.get(k))
-        for k in saved
-        if k not in RESUMABLE_SETTINGS and saved.get(k) != config.get(k)
-    }
-    if changed:
-        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
-        raise ValueError(
-            f"cannot resume from {path}: the run was started with other settings ({detail}). "
-            "Use the same settings, or a new output directory."
-        )
-
-
-def _fmt_metrics(record: Mapping[str, float]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith(("train_", "val_")))
-
-
-def fit(
-    state: TrainState,
-    train_step: Callable,
-    train_data: Batch | BatchSource,
-    *,
-    epochs: int,
-    batch_size: int,
-    eval_step: Callable | None = None,
-    eval_data: Batch | None = None,
-    checkpoint_dir: str | None = None,
-    checkpoint_every: int = 1,
-    keep_checkpoints: int = 3,
-    resume: bool = False,
-    config: dict | None = None,
-    early_stopping: EarlyStopping | None = None,
-    log_every: int = 20,
-    steps_per_call: int = 1,
-    progress: bool | None = None,
-    verbose: bool = True,
-    callbacks: Iterable[Callable[[TrainState, dict], None]] = (),
-    mesh: jax.sharding.Mesh | None = None,
-) -> FitResult:
-    """Train for ``epochs`` epochs of shuffled full batches; evaluate after each epoch.
-
-    Args:
-      state: the initial :class:`TrainState` (also the structure a resumed run loads into).
-      train_step: from :func:`make_train_step`.
-      train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``, or a
-        :class:`jaxdl.data.BatchSource` such as :class:`jaxdl.data.text.Buckets`.
-      eval_step, eval_data: from :func:`make_eval_step`, and the data it scores (``val_*``).
-      checkpoint_dir: where checkpoints go, every ``checkpoint_every`` epochs,
-        at the end, and when interrupted (Ctrl-C).
-      resume: continue from the latest checkpoint in ``checkpoint_dir``, if any.
-      config: the run's settings, saved with checkpoints; resuming with other
-        settings (but those in ``RESUMABLE_SETTINGS``) is refused.
-      log_every: steps between reads of the loss from the device (the progress
-        bar, and the NaN check, which names the exact step).
-      steps_per_call: training steps per jitted call. 1 calls ``train_step``
-        once per batch; more runs them in a ``lax.scan`` over batches gathered
-        on the device (:func:`make_multi_step`), with the same result.
-      progress: show a progress bar (default: when stderr is a terminal).
-      verbose: without a bar, print one line per epoch; False prints nothing (the
-        history holds the same figures).
-      callbacks: called as ``fn(state, record)`` after each epoch's evaluation; metrics
-        they add to ``record`` (``val_f1``, say) join the history, the epoch's line and
-        its checkpoint (a run interrupted inside a callback keeps the record without them).
-      mesh: train data-parallel on a device mesh (:func:`jaxdl.devices.make_mesh`): each
-        batch is split over its ``"data"`` axis, the state replicated (or its largest arrays
-        split over ``"model"``). ``batch_size`` must be a multiple of the ``"data"`` size.
-        With several processes, checkpoints are written by process 0 and read by all.
-
-    Raises:
-      NonFiniteLossError: the loss became NaN or infinite; no checkpoint of the
-        bad state is written.
-    """
-    sizes = {
-        "epochs": epochs, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
-        "log_every": log_every, "steps_per_call": steps_per_call,
-    }
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    source = batch_source(train_data)
-    eval_source = None if eval_data is None else batch_source(eval_data)  # on the device once, not per evaluation
-    steps_per_epoch = source.steps_per_epoch(batch_size)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({source.size} examples)")
-    if steps_per_call > 1 and not isinstance(source, ArrayBatches):
-        raise ValueError(f"steps_per_call > 1 needs the training data as a dict of arrays, got {type(source).__name__}")
-    place = _batch_placer(mesh, batch_size)
-    config = dict(config or {})
-    history: list[dict] = []
-    train_time = elapsed_before = 0.0
-    found = latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
-    if found and not resume:
-        raise ValueError(
-            f"{checkpoint_dir} already holds checkpoints ({found.name}): resume from them "
-            "(resume=True, or --resume) or choose another directory"
-        )
-    if found:
-        checkpoint: Checkpoint = load_checkpoint(found, target=state)
-        _check_resumable(checkpoint.config, config, found)
-        state, history = checkpoint.state, list(checkpoint.meta.get("history", []))
-        train_time = float(checkpoint.meta.get("train_time_s", 0.0))
-        elapsed_before = float(checkpoint.meta.get("elapsed_s", 0.0))
-    last_checkpoint = str(found) if found else None
-
-    _, shuffle_root = _stream_keys(state.key)
-    step = start = int(devices.fetch(state.step))
-    if mesh is not None:
-        shardings = devices.state_sharding(state, mesh)
-        state = devices.put(state, shardings)
-        # Pinned outputs: left to itself, XLA may hand back a state laid out otherwise (a small
-        # kernel split over "model"), which the next call would have to compile for again.
-        train_step = jit(train_step, out_shardings=(shardings, devices.replicated(mesh)))
-    total = epochs * steps_per_epoch
-    compile_time = 0.0
-    sums: dict[str, float] = {}
-    pending: list[tuple[int, dict]] = []  # (first step, metrics of 1 step or stacked (steps,))
-    bar = tqdm(total=total, initial=min(start, total), unit="step", dynamic_ncols=True,
-               disable=None if progress is None else not progress)
-
-    def drain() -> None:
-        """Read pending step metrics from the device; stop at the first non-finite loss."""
-        done = 0
-        for first, values in devices.fetch(pending):
-            values = {name: np.atleast_1d(value) for name, value in values.items()}
-            bad = np.flatnonzero(~np.isfinite(values["loss"]))
-            if bad.size:
-                raise NonFiniteLossError(first + int(bad[0]), float(values["loss"][bad[0]]), last_checkpoint)
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + float(value.sum())
-            done += len(values["loss"])
-            bar.set_postfix(loss=f"{float(values['loss'][-1]):.4g}", refresh=False)
-        bar.update(done)
-        pending.clear()
-
-    def save() -> None:
-        nonlocal last_checkpoint
-        if checkpoint_dir:
-            meta = {"history": history, "train_time_s": train_time, "elapsed_s": elapsed()}
-            path = save_checkpoint(checkpoint_dir, state, step, config=config, meta=meta, keep=keep_checkpoints)
-            last_checkpoint = str(path)
-
-    def replicate(tree):
-        return tree if mesh is None else devices.put(tree, devices.replicated(mesh))
-
-    multi_step = data = None
-    if steps_per_call > 1:
-        multi_step = make_multi_step(train_step, None if mesh is None else devices.batch_sharding(mesh))
-        if mesh is not None:  # the scan's carry out is not pinned by the step's own: pin the call's too
-            multi_step = jit(multi_step, out_shardings=(shardings, devices.replicated(mesh)))
-        data = replicate(source.data)  # every device gathers its rows of each batch from its own copy
-
-    def epoch_calls(epoch: int, offset: int):
-        """The rest of an epoch as (steps, fn(state) -> (state, metrics)) calls.
-
-        Chunks end on multiples of steps_per_call, so a resumed run chunks alike.
-        """
-        if multi_step is None:
-            for batch in source.train_batches(batch_size, shuffle_root, epoch=epoch, start=offset):
-                yield 1, lambda state, batch=place(batch): train_step(state, batch)
-            return
-        order = epoch_order(jax.random.fold_in(shuffle_root, epoch), source.size, batch_size)
-        begin = offset
-        while begin < steps_per_epoch:
-            end = min((begin // steps_per_call + 1) * steps_per_call, steps_per_epoch)
-            yield end - begin, lambda state, ids=replicate(order[begin:end]): multi_step(state, data, ids)
-            begin = end
-
-    began_training = time.perf_counter()
-
-    def elapsed() -> float:
-        """Wall time since training began (steps, evaluations, checkpoints), over resumed runs."""
-        return elapsed_before + time.perf_counter() - began_training
-
-    stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
-    with device_errors():  # a failed check in the compiled step: its LayerError, not XLA's traceback
-        try:
-            while step < total and not stop:
-                epoch, offset = divmod(step, steps_per_epoch)
-                began = time.perf_counter()
-                sums.clear()
-                for count, call in epoch_calls(epoch, offset):
-                    if step == start:
-                        t0 = time.perf_counter()
-                        state, values = jax.block_until_ready(call(state))
-                        compile_time = time.perf_counter() - t0
-                    else:
-                        state, values = call(state)
-                    pending.append((step + 1, values))
-                    step += count
-                    if step - pending[0][0] + 1 >= log_every:
-                        drain()
-                drain()
-                seconds = time.perf_counter() - began
-                train_time += seconds
-                record = {"epoch": epoch + 1, "step": step, "time_s": round(seconds, 4)}
-                record.update({f"train_{k}": v / (steps_per_epoch - offset) for k, v in sums.items()})
-                if eval_step is not None and eval_source is not None:
-                    scores = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state,
-                                      mesh=mesh)
-                    record.update({f"val_{k}": v for k, v in scores.items()})
-                record["elapsed_s"] = round(elapsed(), 4)
-                history.append(record)
-                for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
-                    callback(state, record)
-                summary = f"epoch {epoch + 1}/{epochs} {_fmt_metrics(record)}"
-                bar.set_postfix_str(summary)
-                if bar.disable and verbose:  # no bar (e.g. output to a file): one line per epoch instead
-                    print(f"{summary} ({record['elapsed_s']:.1f} s)", flush=True)
-                stop = early_stopping is not None and early_stopping.should_stop(history)
-                if (epoch + 1) % checkpoint_every == 0 or step >= total or stop:
-                    save()
-                if stop:
-                    break
-        except KeyboardInterrupt:
-            drain()  # a state whose loss went non-finite is never saved
-            save()
-            raise
-        finally:
-            bar.close()
-    return FitResult(state, history, compile_time, train_time)

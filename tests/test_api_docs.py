@@ -11,7 +11,7 @@ from experiment_scripts import load_script
 
 build_api = load_script(Path("docs/build_api.py"), "build_api")
 
-MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "experiment", "layers",
+MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "experiment", "layers", "loop",
            "losses", "metrics", "models", "precision", "recurrent", "tables", "train", "viz"]
 
 
@@ -27,9 +27,9 @@ def test_reference_builds_without_warnings(tmp_path):
     assert index.is_file()
     pages = {str(path.relative_to(tmp_path / "jaxdl").with_suffix("")) for path in (tmp_path / "jaxdl").rglob("*.html")}
     assert pages == set(MODULES)
-    train = (tmp_path / "jaxdl" / "train.html").read_text()
-    assert 'id="fit"' in train and "Train for <code>epochs</code> epochs" in train
-    assert 'href="data/text.html#Buckets"' in train  # a cross reference became a link
+    loop = (tmp_path / "jaxdl" / "loop.html").read_text()
+    assert 'id="fit"' in loop and "Train for <code>epochs</code> epochs" in loop
+    assert 'href="data/text.html#Buckets"' in loop  # a cross reference became a link
 
 
 def test_pdoc_warnings_fail_the_build(tmp_path, monkeypatch):

@@ -234,6 +234,18 @@ def test_a_checksummed_payload_of_another_format(tmp_path):
     assert "has format 2; this jaxdl reads format 1" in load_error(path)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xc1 not msgpack", serialization.msgpack_serialize([1, 2, 3]), serialization.msgpack_serialize({"meta": {}}),
+     serialization.msgpack_serialize({"format": 1}) + b"trailing"],
+    ids=["not-msgpack", "a-list", "no-state", "extra-data"],
+)
+def test_a_checksummed_body_that_is_not_a_checkpoint_is_a_checkpoint_error(tmp_path, payload):
+    path = tmp_path / "step_000000001.ckpt"
+    path.write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)
+    assert "has a valid checksum but is not a jaxdl checkpoint inside" in load_error(path)
+
+
 def test_missing_checkpoints(tmp_path):
     assert load_error(tmp_path / "step_000000001.ckpt") == "no checkpoint at <file>"
     assert load_error(tmp_path) == "no checkpoint (step_*.ckpt) in <file>"

@@ -10,7 +10,8 @@ from tiers import unit_tier
 
 import jaxdl as dl
 from jaxdl import devices, experiment
-from jaxdl.train import TrainState, evaluate, fit, make_eval_step, make_train_step
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, evaluate, make_eval_step, make_train_step
 
 STEPS = 50
 BATCH = 32

@@ -19,7 +19,8 @@ from jaxdl.core import LayerError
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import span_scores
 from jaxdl.models import tagger
-from jaxdl.train import TrainState, fit, make_train_step
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, make_train_step
 
 last_names = load_experiment("last_names")
 

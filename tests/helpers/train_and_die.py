@@ -4,13 +4,16 @@ SIGKILL this process part-way.
 Used by tests/test_train.py to show that a run killed at any point and resumed
 from its checkpoints ends with exactly the params of an uninterrupted run::
 
-    python train_and_die.py --checkpoint-dir D --out-params P.npz [--die-after-epoch K | --die-at-step S] [--batch-norm]
+    python train_and_die.py --checkpoint-dir D --out-params P.npz [--die-after-epoch K | --die-at-step S]
+        [--interrupt-at-step S | --interrupt-in-evaluation E] [--batch-norm]
 
 Every run resumes from ``--checkpoint-dir`` if it holds checkpoints. The final
 params (flattened to ``params/<layer>/<name>``), the model's state (BatchNorm's
 statistics, ``model_state/...``) and the history's losses go to
 ``--out-params`` (with ``steps_run``, the updates this process did)
-only when training finishes, so a killed run leaves no file.
+only when training finishes, so a killed run leaves no file. ``--interrupt-*`` sends this
+process a real SIGINT (Ctrl-C) instead; the run then ends as a script does
+(:func:`jaxdl.experiment.reported_errors`): one line on stderr, exit status 130.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import numpy as np
 import optax
 
 import jaxdl as dl
-from jaxdl.train import TrainState, fit, make_eval_step, make_train_step
+from jaxdl import experiment
+from jaxdl.loop import fit
+from jaxdl.train import TrainState, make_eval_step, make_train_step
 
 EXAMPLES, BATCH_SIZE, LR = 64, 16, 0.05  # 4 shuffled steps per epoch
 
@@ -51,6 +56,10 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def interrupt() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at the next instruction
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint-dir", required=True)
@@ -58,6 +67,8 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--die-after-epoch", type=int, help="SIGKILL in the callback of this epoch (1-based)")
     parser.add_argument("--die-at-step", type=int, help="SIGKILL instead of doing update number S (1-based)")
+    parser.add_argument("--interrupt-at-step", type=int, help="SIGINT instead of doing update number S (1-based)")
+    parser.add_argument("--interrupt-in-evaluation", type=int, help="SIGINT in the evaluation after epoch E")
     parser.add_argument("--batch-norm", action="store_true", help="a BatchNorm after the hidden layer")
     args = parser.parse_args(argv)
 
@@ -75,8 +86,19 @@ def main(argv=None) -> None:
         nonlocal steps_run
         if int(state.step) + 1 == args.die_at_step:
             die()
+        if int(state.step) + 1 == args.interrupt_at_step:
+            interrupt()
         steps_run += 1
         return train_step(state, batch)
+
+    evaluations = 0
+
+    def eval_fn(params, batch, *model_state):
+        nonlocal evaluations
+        evaluations += 1
+        if args.interrupt_in_evaluation and evaluations == args.interrupt_in_evaluation * (EXAMPLES // BATCH_SIZE) - 1:
+            interrupt()
+        return eval_step(params, batch, *model_state)
 
     def die_after_epoch(state, record) -> None:
         if record["epoch"] == args.die_after_epoch:
@@ -89,7 +111,7 @@ def main(argv=None) -> None:
         data,
         epochs=args.epochs,
         batch_size=BATCH_SIZE,
-        eval_step=eval_step,
+        eval_step=eval_fn,
         eval_data=data,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=1,
@@ -106,10 +128,12 @@ def main(argv=None) -> None:
         step=np.asarray(result.state.step),
         steps_run=np.asarray(steps_run),
         train_loss=np.array([r["train_loss"] for r in history]),
+        train_accuracy=np.array([r["train_accuracy"] for r in history]),
         val_loss=np.array([r["val_loss"] for r in history]),
         epoch=np.array([r["epoch"] for r in history]),
     )
 
 
 if __name__ == "__main__":
-    main()
+    with experiment.reported_errors():
+        main()
