@@ -27,38 +27,27 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from jaxdl import experiment, viz
 from jaxdl.checkpoint import CheckpointError, load_checkpoint
-from jaxdl.compiler import jit
-from jaxdl.data import eval_batches, load_text_corpus
-from jaxdl.data.text import (
-    PAD_ID,
-    UNK_ID,
-    Vocabulary,
-    VocabularyError,
-    lm_windows,
-    pad_batch,
-    tokenize_chars,
-)
-from jaxdl.core import Layer, initial_state, summary
+from jaxdl.core import Layer, summary
+from jaxdl.data import load_text_corpus
+from jaxdl.data.text import UNK_ID, Vocabulary, VocabularyError, lm_eval_windows, lm_windows, tokenize_chars
+from jaxdl.generate import BLANK, generate, rank_fills
+from jaxdl.loop import fit
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, char_language_model
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.loop import fit
 from jaxdl.train import TrainState, make_eval_step, make_train_step
 
 MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "dropout")
 USE_FLAGS = ("sample", "prompt", "temperature", "fill", "candidates", "end_sample")  # not part of a training run's settings
-BLANK = re.compile(r"_{2,}")
 # A word: letters with inner apostrophes (o'er, thou'rt); not the fragment of an elision ('t, o', 'tis).
 WORD = re.compile(r"(?<![\w'’])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w'’])")
 CONTEXT_CHARS = ("\n", " ")  # what a prompt or a sentence is read after: the start of a line
-SCORE_BATCH = 128
 
 
 def parse_args(argv):
@@ -88,7 +77,8 @@ def parse_args(argv):
                      help="write N characters after --prompt")
     use.add_argument("--prompt", default="ROMEO:", help="text the sample continues")
     use.add_argument("--temperature", type=float, default=0.8,
-                     help="divides the logits before sampling: < 1 is bolder, 0 always takes the most likely character")
+                     help="divides the logits before sampling: < 1 is more conservative (a sharper distribution), 0 always "
+                          "takes the most likely character")
     use.add_argument("--fill", metavar="SENTENCE",
                      help="rank the words that could fill the blank (__) of SENTENCE by the likelihood of the sentence")
     use.add_argument("--candidates", default=None,
@@ -113,102 +103,11 @@ def build_model(vocabulary: Vocabulary, settings: dict, *, stream: bool = False)
     return char_language_model(len(vocabulary), stream=stream, **{name: settings[name] for name in MODEL_FLAGS})
 
 
-def context_id(vocabulary: Vocabulary) -> int:
+def context(vocabulary: Vocabulary) -> tuple[str]:
     """The character a prompt or sentence is read after: a newline (a new line begins),
     else a space, else the most frequent character."""
     known = [char for char in CONTEXT_CHARS if char in vocabulary]
-    return vocabulary.id_of(known[0]) if known else 2
-
-
-def encode_text(vocabulary: Vocabulary, text: str, what: str) -> list[int]:
-    """Character ids of ``text``; ValueError naming the characters the model never saw."""
-    unknown = sorted({char for char in text if char not in vocabulary})
-    if unknown:
-        raise ValueError(
-            f"{what} {text!r} holds characters the model never saw in training: "
-            f"{', '.join(repr(char) for char in unknown)}. It knows: {''.join(vocabulary.tokens[2:])!r}"
-        )
-    return vocabulary.encode(tokenize_chars(text))
-
-
-def make_sampler(stream: Layer):
-    """``sample(params, prompt_ids (P,), key, temperature, length) -> ids (length,)``, jitted,
-    for the model built with ``stream=True``.
-
-    The prompt is read in one call (the recurrent state carries over), then each next
-    character is drawn from softmax(logits / temperature) and fed back, one at a time;
-    temperature 0 takes the most likely one. <pad> and <unk> are never drawn.
-    """
-
-    def sample(params, prompt, key, temperature, length):
-        logits, state = stream.apply(params, prompt[None], state=initial_state(stream, (1, 1)))
-        reserved = jnp.arange(logits.shape[-1]) <= max(PAD_ID, UNK_ID)
-
-        def one(carry, step_key):
-            state, logits = carry
-            logits = jnp.where(reserved, -jnp.inf, logits)
-            drawn = jax.random.categorical(step_key, logits / jnp.maximum(temperature, 1e-30))
-            char = jnp.where(temperature > 0, drawn, jnp.argmax(logits)).astype(prompt.dtype)
-            logits, state = stream.apply(params, char[None, None], state=state)
-            return (state, logits[0, 0]), char
-
-        _, chars = jax.lax.scan(one, (state, logits[0, -1]), jax.random.split(key, length))
-        return chars
-
-    return jit(sample, static_argnames="length")
-
-
-def generate(sampler, params, vocabulary: Vocabulary, prompt: str, length: int, seed: int,
-             temperature: float) -> str:
-    """``length`` characters that follow ``prompt`` (read after a newline), drawn by ``sampler``."""
-    ids = jnp.asarray([context_id(vocabulary), *encode_text(vocabulary, prompt, "the prompt")], jnp.int32)
-    if length == 0:
-        return ""
-    chars = sampler(params, ids, jax.random.key(seed), jnp.float32(temperature), length=length)
-    return "".join(vocabulary.decode(np.asarray(chars).tolist()))
-
-
-def make_scorer(model):
-    """``score(params, batch) -> (B,)``: the total log-likelihood (nats) of each row's
-    targets ``y`` given its inputs ``x``, over the steps where ``mask`` is 1."""
-
-    def score(params, batch):
-        log_p = jax.nn.log_softmax(model.apply(params, batch["x"]))
-        picked = jnp.take_along_axis(log_p, batch["y"][..., None], axis=-1)[..., 0]
-        return jnp.sum(jnp.where(batch["mask"] > 0, picked, 0.0), axis=1)
-
-    return jit(score)
-
-
-def sentence_log_likelihoods(scorer, params, vocabulary: Vocabulary, sentences: list[str]) -> np.ndarray:
-    """log P(sentence) (nats) of each sentence, every character scored, read after a newline.
-
-    Sentences are padded into batches of one shape (length rounded up to 16); the
-    padding is masked out, and a forward network never reads it before a real step.
-    """
-    rows = [[context_id(vocabulary), *encode_text(vocabulary, s, "the sentence")] for s in sentences]
-    steps = 16 * -(-max(len(row) - 1 for row in rows) // 16)
-    x, _ = pad_batch([row[:-1] for row in rows], steps)
-    y, lengths = pad_batch([row[1:] for row in rows], steps)
-    data = {"x": x, "y": y, "mask": (np.arange(steps) < lengths[:, None]).astype(np.float32)}
-    totals = [scorer(params, batch) for batch in eval_batches(data, SCORE_BATCH)]
-    return np.concatenate(jax.device_get(totals))[: len(rows)]
-
-
-def fill_blank(scorer, params, vocabulary: Vocabulary, sentence: str, candidates: list[str]) -> list[tuple[str, float]]:
-    """Each candidate with log P(sentence with the blank filled by it), most likely first."""
-    if len(BLANK.findall(sentence)) != 1:
-        raise ValueError(f'a sentence to fill needs exactly one blank "__", got {sentence!r}')
-    candidates = list(dict.fromkeys(c.strip() for c in candidates if c.strip()))
-    if not candidates:
-        raise ValueError("no candidate words to fill the blank with")
-    encode_text(vocabulary, BLANK.sub("", sentence), "the sentence")  # its own unknown characters, named once
-    for word in candidates:
-        encode_text(vocabulary, word, "the candidate")
-    filled = [BLANK.sub(lambda _, w=word: w, sentence) for word in candidates]
-    scores = sentence_log_likelihoods(scorer, params, vocabulary, filled)
-    order = np.argsort(-scores, kind="stable")
-    return [(candidates[i], float(scores[i])) for i in order]
+    return (known[0] if known else vocabulary.tokens[2],)
 
 
 # ---------------------------------------------------------------------- using a model
@@ -224,28 +123,29 @@ def use_model(args) -> dict:
     print(f"model of {checkpoint.path} ({checkpoint.config['cell']}, {checkpoint.config['hidden']} units, "
           f"{len(vocabulary) - 2} characters)")
     result = {}
-    try:
-        if args.sample is not None:
-            text = generate(make_sampler(build_model(vocabulary, checkpoint.config, stream=True)), params, vocabulary, args.prompt, args.sample, args.seed,
-                            args.temperature)
-            print(f"\n{args.prompt}{text}")
-            result["sample"] = text
-        if args.fill is not None:
-            if args.candidates is not None:
-                candidates = args.candidates.split(",")
-            else:
-                try:
-                    candidates = list(Vocabulary.load(args.out / "words.json").tokens[2:])
-                except VocabularyError as error:
-                    sys.exit(f"error: {error}: give the words to try with --candidates \"be,die,sleep\"")
-            ranked = fill_blank(make_scorer(model), params, vocabulary, args.fill, candidates)
-            print(f"\n{args.fill}: the {min(10, len(ranked))} most likely of {len(ranked)} candidates")
-            print(format_table(("rank", "word", "log-likelihood (nats)"),
-                               [(i, word, f"{score:.2f}") for i, (word, score) in enumerate(ranked[:10], 1)],
-                               right=(0, 2)))
-            result["fill"] = ranked
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    if args.sample is not None:
+        stream = build_model(vocabulary, checkpoint.config, stream=True)
+        text = generate(stream, params, vocabulary, args.prompt, length=args.sample, seed=args.seed,
+                        temperature=args.temperature, context=context(vocabulary))
+        print(f"\n{args.prompt}{text}")
+        result["sample"] = text
+    if args.fill is not None:
+        if args.candidates is not None:
+            candidates = args.candidates.split(",")
+        else:
+            try:
+                candidates = list(Vocabulary.load(args.out / "words.json").tokens[2:])
+            except VocabularyError as error:
+                sys.exit(f"error: {error}: give the words to try with --candidates \"be,die,sleep\"")
+        try:
+            ranked = rank_fills(model, params, vocabulary, args.fill, candidates, context=context(vocabulary))
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        print(f"\n{args.fill}: the {min(10, len(ranked))} most likely of {len(ranked)} candidates")
+        print(format_table(("rank", "word", "log-likelihood (nats)"),
+                           [(i, word, f"{score:.2f}") for i, (word, score) in enumerate(ranked[:10], 1)],
+                           right=(0, 2)))
+        result["fill"] = ranked
     return result
 
 
@@ -276,17 +176,6 @@ def make_optimizer(args, steps: int) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(args.clip), optax.adam(schedule))
 
 
-def validation_windows(ids: np.ndarray, window: int) -> dict[str, np.ndarray]:
-    """Every character of the split after the first, predicted once: the split in windows
-    of ``window`` characters, the last one padded, with a per-character ``mask``."""
-    x, y = ids[:-1], ids[1:]
-    rows = -(-len(x) // window)
-    pad = rows * window - len(x)
-    mask = np.pad(np.ones(len(x), np.float32), (0, pad)).reshape(rows, window)
-    x, y = (np.pad(a, (0, pad)).astype(np.int32).reshape(rows, window) for a in (x, y))
-    return {"x": x, "y": y, "mask": mask}
-
-
 def words_of(text: str, count: int) -> Vocabulary:
     """The ``count`` most frequent words of ``text`` (case kept), as a vocabulary file holds them."""
     return Vocabulary.build([WORD.findall(text)], max_size=count + 2)
@@ -309,7 +198,7 @@ def main(argv=None) -> dict:
         train_data = lm_windows(train_ids, args.window)
     except ValueError as error:
         sys.exit(f"error: the training text is too short: {error}")
-    validation_data = validation_windows(validation_ids, args.window)
+    validation_data = lm_eval_windows(validation_ids, args.window)
     steps_per_epoch = len(train_data["x"]) // args.batch_size
     if steps_per_epoch == 0:
         sys.exit(f"error: {len(train_data['x'])} training windows of {args.window} characters make no batch of "
@@ -344,8 +233,9 @@ def main(argv=None) -> dict:
     ))
     if args.end_sample:
         prompt = args.prompt if all(char in vocabulary for char in args.prompt) else ""
-        text = generate(make_sampler(build_model(vocabulary, vars(args), stream=True)), result.state.params, vocabulary, prompt, args.end_sample, args.seed,
-                        args.temperature)
+        text = generate(build_model(vocabulary, vars(args), stream=True), result.state.params, vocabulary, prompt,
+                        length=args.end_sample, seed=args.seed, temperature=args.temperature,
+                        context=context(vocabulary))
         print(f"\na sample (temperature {args.temperature}):\n{prompt}{text}")
     metrics = {
         "val_loss": round(history[-1]["val_loss"], 4),

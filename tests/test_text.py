@@ -24,6 +24,7 @@ from jaxdl.data.text import (
     VocabularyError,
     bucket_examples,
     bucket_lengths,
+    lm_eval_windows,
     lm_windows,
     pad_batch,
     sequence_mask,
@@ -578,3 +579,24 @@ def test_pad_batch_pads_tokens_that_are_id_vectors():
     np.testing.assert_array_equal(ends[0], [[4, 5], [6, 7]])
     with pytest.raises(ValueError, match=r"the shape of the first one, \(2,\); sequence 1 has tokens of shape \(3,\)"):
         pad_batch([[[1, 2]], [[1, 2, 3]]])
+
+
+@pytest.mark.parametrize("n, length", [(10, 3), (10, 9), (2, 4), (11, 5)])
+def test_lm_eval_windows_predict_every_token_after_the_first_once(n, length):
+    ids = np.arange(100, 100 + n)
+    windows = lm_eval_windows(ids, length)
+    assert windows["x"].shape == windows["y"].shape == windows["mask"].shape == (-(-(n - 1) // length), length)
+    real = windows["mask"] > 0
+    np.testing.assert_array_equal(windows["y"][real], ids[1:])  # each once, in order
+    np.testing.assert_array_equal(windows["x"][real], ids[:-1])  # each read just before it
+    assert windows["mask"][:-1].all()  # only the last window has a padded tail
+    with pytest.raises(ValueError, match="at least 2 ids"):
+        lm_eval_windows(ids[:1], length)
+
+
+def test_strict_encoding_names_the_tokens_the_vocabulary_lacks():
+    vocabulary = Vocabulary.build([list("abc")])
+    assert vocabulary.encode(list("cab"), strict=True) == vocabulary.encode(list("cab"))
+    with pytest.raises(VocabularyError, match=r"holds tokens the vocabulary does not: 'x', 'z' \(it holds 'abc'\)"):
+        vocabulary.encode(list("zaxz"), strict=True)
+    assert vocabulary.encode(list("zax")) == [UNK_ID, vocabulary.id_of("a"), UNK_ID]

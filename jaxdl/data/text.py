@@ -174,10 +174,15 @@ class Vocabulary:
             raise ValueError(f"id {token_id} is not in this vocabulary of {len(self)} tokens")
         return self._tokens[index]
 
-    def encode(self, tokens: Iterable[str]) -> list[int]:
-        """Ids of ``tokens``; unknown ones (and a literal ``<pad>``) become ``UNK_ID``."""
+    def encode(self, tokens: Iterable[str], *, strict: bool = False) -> list[int]:
+        """Ids of ``tokens``; unknown ones (and a literal ``<pad>``) become ``UNK_ID``, or with
+        ``strict`` a :class:`VocabularyError` names them and the tokens it knows."""
         _check_tokens(tokens, "encode's argument")
-        ids = self._ids
+        tokens, ids = list(tokens), self._ids
+        unknown = sorted({token for token in tokens if token not in ids})
+        if strict and unknown:
+            raise VocabularyError(f"holds tokens the vocabulary does not: {', '.join(map(repr, unknown[:20]))} "
+                                  f"(it holds {''.join(self._tokens[2:])[:200]!r})")
         return [ids.get(token, UNK_ID) for token in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
@@ -429,6 +434,22 @@ def bucket_examples(
             bucket[name] = pad_batch([values[i] for i in members], steps, pad_id=0, keep=keep)[0]
         arrays.append(bucket)
     return Buckets(boundaries, tuple(arrays), bool(token_columns))
+
+
+def lm_eval_windows(ids: Sequence[int], length: int) -> dict[str, np.ndarray]:
+    """Every token of ``ids`` after the first, predicted once: windows of ``length`` steps,
+    ``{"x", "y"}`` int32 (N, length) and a float32 ``"mask"`` that is 0 on the last
+    window's padded tail (to score a whole validation text with a language model)."""
+    _check_positive(length, "length")
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or len(ids) < 2:
+        raise ValueError(f"ids must be one sequence of at least 2 ids, got shape {ids.shape}")
+    x, y = ids[:-1], ids[1:]
+    rows = -(-len(x) // length)
+    pad = rows * length - len(x)
+    mask = np.pad(np.ones(len(x), np.float32), (0, pad)).reshape(rows, length)
+    x, y = (np.pad(a, (0, pad)).astype(np.int32).reshape(rows, length) for a in (x, y))
+    return {"x": x, "y": y, "mask": mask}
 
 
 def lm_windows(ids: Sequence[int], length: int, stride: int | None = None) -> dict[str, np.ndarray]:
