@@ -30,24 +30,17 @@ import optax
 
 from jaxdl import devices, experiment, viz
 from jaxdl.checkpoint import CheckpointError, atomic_write, load_checkpoint
-from jaxdl.compiler import jit
 from jaxdl.data import label_names
 from jaxdl.data.tagging import (
     FEATURES,
     encode_tokens,
     last_name_labels,
     marked_text,
-    token_features,
-    tokenize_news,
     word_form,
 )
-from jaxdl.data.text import (
-    Buckets,
-    Vocabulary,
-    VocabularyError,
-    bucket_examples,
-)
+from jaxdl.data.text import Buckets, Vocabulary, VocabularyError, bucket_examples, covering_lengths
 from jaxdl.core import LayerError, abstract_init, count_params
+from jaxdl.entities import feature_last_names, predicted_tags, sentence_features, tag_texts
 from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import Scores, best_f1_threshold, binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit, tagger
@@ -118,15 +111,10 @@ def describe(name: str, split: dict) -> str:
 
 
 # ----------------------------------------------------------------- hand-made features
-def features_of(sentences: list[list[str]]) -> np.ndarray:
-    """The FEATURES of every token of ``sentences``, one after the other: (tokens, F)."""
-    return np.concatenate([token_features(tokens) for tokens in sentences])
-
-
 def feature_arrays(split: dict) -> dict[str, np.ndarray]:
     """Every token of a split as a row of FEATURES, ``"x"`` (N, F), and whether it is a last name, ``"y"`` (N,)."""
     return {
-        "x": features_of(split["tokens"]),
+        "x": sentence_features(split["tokens"]),
         "y": np.concatenate(split["last_names"]).astype(np.int32),
     }
 
@@ -151,46 +139,16 @@ def train_baseline(train: dict, args, checkpoints: Path, mesh) -> tuple[FitResul
     return result, best_f1_threshold(logits, data["y"])
 
 
-def baseline_last_names(params, threshold: float, sentences: list[list[str]]) -> list[list[int]]:
-    """1 where the logistic unit's logit passes ``threshold``, per token of each sentence."""
-    logits = predict(logistic_unit(), params, features_of(sentences), 4096)[:, 0]
-    ends = np.cumsum([len(tokens) for tokens in sentences])[:-1]
-    return [list((part > threshold).astype(int)) for part in np.split(logits, ends)]
-
-
 # --------------------------------------------------------------------- the tagger
 def token_rows(split: dict, words: Vocabulary, chars: Vocabulary, max_chars: int) -> list[np.ndarray]:
     """The token rows (T, 1 + max_chars) of each sentence of a split (:func:`encode_tokens`)."""
     return [encode_tokens(tokens, words, chars, max_chars) for tokens in split["tokens"]]
 
 
-def covering(buckets, longest: int) -> tuple[int, ...]:
-    """The lengths of ``buckets`` shorter than ``longest``, and ``longest`` rounded up to a multiple of 8."""
-    return (*(b for b in buckets if b < longest), -(-longest // 8) * 8)
-
-
 def tagger_data(split: dict, rows: list[np.ndarray], tags: list[str], boundaries) -> Buckets:
     """A split as length buckets: ``"x"`` token rows (N_b, T, 1 + C), ``"y"`` tag ids (N_b, T), a mask per token."""
     tag_ids = {tag: i for i, tag in enumerate(tags)}
     return bucket_examples(rows, boundaries, token_columns={"y": [[tag_ids[t] for t in s] for s in split["ner"]]})
-
-
-def make_tag_fn(model, tags: list[str]):
-    """``tag(members, data: Buckets) -> tags of each sentence`` (lists of str, in input order):
-    the most probable tag of each token, by the probabilities of the networks of ``model``
-    whose params are ``members`` added up (the average's argmax)."""
-    probabilities = jit(lambda params, x, lengths: jax.nn.softmax(model.apply(params, x, lengths=lengths)))
-
-    def tag(members: list, data: Buckets) -> list[list[str]]:
-        found: list = [None] * data.size
-        for batch in data.eval_batches(256):
-            ids = np.asarray(sum(probabilities(params, batch["x"], batch["lengths"]) for params in members).argmax(-1))
-            for row, index, length in zip(ids, batch["index"], batch["lengths"]):
-                if index >= 0:
-                    found[index] = [tags[i] for i in row[:length]]
-        return found
-
-    return tag
 
 
 def train_tagger(compute, tags: list[str], data: Buckets, args, seed: int, checkpoints: Path, callback,
@@ -256,7 +214,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
     print(f"bias {float(baseline.state.params['unit']['b'][0]):+.2f}; a last name when the weighted sum plus the bias passes "
           f"{threshold:+.2f} (P = {1 / (1 + np.exp(-threshold)):.2f}), the best F1 on the training tokens")
     baseline_scores = {
-        name: binary_scores(splits[name]["last_names"], baseline_last_names(baseline.state.params, threshold,
+        name: binary_scores(splits[name]["last_names"], feature_last_names(baseline.state.params, threshold,
                                                                             splits[name]["tokens"]))
         for name in ("dev", "test")
     }
@@ -270,7 +228,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
     chars = experiment.run_vocabulary(args, "chars.json", lambda: Vocabulary.build(
         list(token) for tokens in train_tokens for token in tokens
     ))
-    boundaries = covering(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
+    boundaries = covering_lengths(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
     data = {
         name: tagger_data(split, token_rows(split, words, chars, args.max_chars), tags, boundaries)
         for name, split in splits.items()
@@ -280,10 +238,9 @@ def train(args, checkpoints: Path, mesh) -> dict:
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; {count_params(params):,} parameters; "
           f"length buckets {boundaries}")
     compute = mixed_precision(model, args.dtype)
-    tag_sentences = make_tag_fn(compute, tags)
 
     def score_dev(state, record):
-        entities = span_scores(splits["dev"]["ner"], tag_sentences([state.params], data["dev"]))
+        entities = span_scores(splits["dev"]["ner"], predicted_tags(compute, [state.params], data["dev"], tags))
         record.update(val_f1=entities["overall"].f1, val_per_f1=entities["PER"].f1)
 
     results = []
@@ -295,7 +252,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
 
     entities, network_scores = {}, {}
     for name in ("dev", "test"):
-        predicted = tag_sentences(members, data[name])
+        predicted = predicted_tags(compute, members, data[name], tags)
         entities[name] = span_scores(splits[name]["ner"], predicted)
         network_scores[name] = binary_scores(splits[name]["last_names"], [last_name_labels(p) for p in predicted])
     print("\nLast names, token by token: the lecture's comparison")
@@ -343,17 +300,16 @@ def run_tag(argv) -> list[dict]:
         sys.exit(f"error: {error}. Train first: python experiments/last_names.py --out {args.out}")
     settings, tags = networks[0].config, networks[0].config["tags"]
     model = build_tagger(settings, words, chars, tags)
-    tag_sentences = make_tag_fn(model, tags)
     members = [network.state["params"] for network in networks]
-    sentences = [tokenize_news(text) for text in texts]  # a non-blank text has at least one token
-    rows = [encode_tokens(tokens, words, chars, settings["max_chars"]) for tokens in sentences]
     try:
-        found = tag_sentences(members, bucket_examples(rows, covering(settings["boundaries"], max(map(len, sentences)))))
+        tagged = tag_texts(model, members, texts, words, chars, tags, max_chars=settings["max_chars"],
+                           boundaries=settings["boundaries"])
     except LayerError as error:  # networks saved by an older jaxdl, whose tagger named its params otherwise
         sys.exit(f"error: {error}. Train the run in {args.out} again with this version.")
-    guessed = baseline_last_names(baseline.state["params"], threshold, sentences)
+    sentences = [tokens for tokens, _ in tagged]
+    guessed = feature_last_names(baseline.state["params"], threshold, sentences)
     results = []
-    for tokens, predicted, flags in zip(sentences, found, guessed):
+    for (tokens, predicted), flags in zip(tagged, guessed):
         by_features = [token for token, flag in zip(tokens, flags) if flag]
         print(f"network:  {marked_text(tokens, predicted)}")
         print(f"features: last names {', '.join(by_features) or '(none)'}")

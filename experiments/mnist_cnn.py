@@ -58,7 +58,7 @@ def report(model, compute, members: list, data, args) -> dict:
     ``members`` holds each network's params; their probability distributions are averaged.
     """
     labels = data.test["y"]
-    each = [np.asarray(jax.nn.softmax(predict(compute, params, data.test["x"], 1000))) for params in members]
+    each = [predict(compute, params, data.test["x"], 1000, transform=jax.nn.softmax) for params in members]
     if len(members) > 1:
         print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
     probabilities = np.mean(each, axis=0)

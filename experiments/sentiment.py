@@ -87,7 +87,7 @@ def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np
     of ``model`` (or the model computing in another dtype)."""
     ids, lengths = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
     inputs = {"x": ids, "lengths": lengths}
-    return np.stack([np.asarray(jax.nn.softmax(predict(model, params, inputs, 128))) for params in members])
+    return np.stack([predict(model, params, inputs, 128, transform=jax.nn.softmax) for params in members])
 
 
 def run_predictions(args) -> list[float]:

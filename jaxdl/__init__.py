@@ -59,6 +59,7 @@ from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
 from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit
 from jaxdl.train import (
     TrainState,
+    ensemble_predict,
     evaluate,
     forward,
     make_eval_step,

@@ -268,25 +268,61 @@ def evaluate(
     return {name: total / max(weight, 1e-12) for name, total in totals.items()}
 
 
-def _outputs(model: Layer, params, model_state, batch: Batch):
-    return forward(model, params, model_state, batch)[0]
+def _outputs(model: Layer, transform: Callable | None, params, model_state, batch: Batch):
+    outputs = forward(model, params, model_state, batch)[0]
+    return outputs if transform is None else transform(outputs)
 
 
-_predict_batch = jit(_outputs, static_argnums=0)  # compiled once per model and batch shape
+_predict_batch = jit(_outputs, static_argnums=(0, 1))  # compiled once per model, transform and batch shape
 
 
-def predict(model: Layer, params, inputs, batch_size: int, *, model_state=None) -> np.ndarray:
-    """The model's outputs (``train=False``) for every input, in batches of one shape.
+def predict(model: Layer, params, data, batch_size: int, *, model_state=None, per_step: bool = False,
+            transform: Callable | None = None) -> np.ndarray | list[np.ndarray]:
+    """The model's outputs (``train=False``) for every example of ``data``, in input order.
 
-    ``inputs`` is an array of inputs, or a dict of columns: ``"x"`` and the context the
-    model reads (``"lengths"``, say). ``model_state`` for a model that keeps state.
+    ``data`` is an array of inputs or a dict of columns (``"x"`` and the context the model
+    reads, ``"lengths"`` say): the outputs come back as one array (N, ...). Or it is a
+    :class:`jaxdl.data.BatchSource` whose batches say each row's ``"index"`` in the input
+    (:class:`jaxdl.data.text.Buckets`): a list of N arrays, one per example, each cut to its
+    ``"lengths"`` along its first axis when ``per_step`` (a tagger's per-token outputs).
+    ``model_state`` for a model that keeps state; ``transform`` (``jax.nn.softmax``, say) is
+    applied to the outputs in the compiled call.
     """
     model = _model(model, "predict")
-    columns = dict(inputs) if isinstance(inputs, Mapping) else {"x": inputs}
+    if not isinstance(data, BatchSource):
+        columns = dict(data) if isinstance(data, Mapping) else {"x": data}
+        with device_errors():
+            outputs = devices.fetch([_predict_batch(model, transform, params, model_state, batch)
+                                     for batch in eval_batches(columns, batch_size)])
+        return np.concatenate(outputs)[: dataset_size(columns)]
+    found: list = [None] * data.size
     with device_errors():
-        outputs = devices.fetch([_predict_batch(model, params, model_state, batch)
-                                 for batch in eval_batches(columns, batch_size)])
-    return np.concatenate(outputs)[: dataset_size(columns)]
+        for batch in data.eval_batches(batch_size):
+            if "index" not in batch:
+                raise ValueError(f"predict needs batches that say where each row comes from (an \"index\" column, "
+                                 f"as Buckets give); {type(data).__name__} gives {sorted(batch)}")
+            outputs = np.asarray(devices.fetch(_predict_batch(model, transform, params, model_state, batch)))
+            lengths = batch.get("lengths", np.full(len(outputs), outputs.shape[1] if per_step else 0))
+            for row, index, length in zip(outputs, np.asarray(batch["index"]), np.asarray(lengths)):
+                if index >= 0:  # a filler row of the last batch is -1
+                    found[index] = row[:length] if per_step else row
+    return found
+
+
+def ensemble_predict(model: Layer, members, data, batch_size: int, *, model_states=None, per_step: bool = False,
+                     transform: Callable = jax.nn.softmax):
+    """The mean over an ensemble's networks of ``transform(outputs)`` (their probabilities, by
+    default) for every example of ``data``, in input order, as :func:`predict` gives them.
+
+    ``members`` holds each network's params (networks of ``model`` trained from other seeds),
+    ``model_states`` their states, for a model that keeps state.
+    """
+    states = [None] * len(members) if model_states is None else model_states
+    each = [predict(model, params, data, batch_size, model_state=state, per_step=per_step, transform=transform)
+            for params, state in zip(members, states)]
+    if isinstance(each[0], np.ndarray):
+        return np.mean(each, axis=0)
+    return [np.mean(example, axis=0) for example in zip(*each)]
 
 
 def place_batches(mesh: jax.sharding.Mesh | None, batch_size: int) -> Callable[[Batch], Batch]:

@@ -14,6 +14,7 @@ import pytest
 from experiment_scripts import EXPERIMENTS, load_experiment
 
 from jaxdl.data.tagging import encode_tokens, word_form
+from jaxdl.entities import feature_last_names, predicted_tags, sentence_features, tag_texts
 from jaxdl.data.text import Vocabulary, bucket_examples, pad_batch
 from jaxdl.core import LayerError
 from jaxdl.losses import softmax_cross_entropy
@@ -110,15 +111,14 @@ def test_the_context_speaks_for_a_word_of_unknown_characters(trained):
     assert p_person(tokens, 2) > 5 * p_person(["the", "Ωξçé", "said"], 1)
 
 
-def test_tag_function_returns_sentences_in_input_order_across_buckets(toy):
+def test_predicted_tags_come_in_input_order_across_buckets(toy):
     model, params, rows, test, *_ = toy  # untrained: the tags are arbitrary, but differ from sentence to sentence
-    tag_sentences = last_names.make_tag_fn(model, TAGS)
     data = bucket_examples(rows(test), (8, 16))
     assert len(data.arrays[0]["x"]) and len(data.arrays[1]["x"])  # both buckets used
     one_by_one = tags_of(model, params, rows(test))
     assert len({tuple(tags) for tags in one_by_one}) > 50
-    assert tag_sentences([params], data) == one_by_one
-    assert tag_sentences([params, params], data) == one_by_one  # an ensemble of equals agrees
+    assert predicted_tags(model, [params], data, TAGS) == one_by_one
+    assert predicted_tags(model, [params, params], data, TAGS) == one_by_one  # an ensemble of equals agrees
 
 
 def test_padding_does_not_change_the_tags_logits(toy):
@@ -177,3 +177,31 @@ def test_quick_real_run_then_tag(tmp_path, conll2003_data_dir, capsys):
     assert result["tokens"] == ["Yesterday", "Mr.", "John", "Doe", "met", "Jane", "Smith", "in", "Paris", "."]
     assert len(result["tags"]) == len(result["tokens"])
     assert "Doe" in result["baseline_last_names"] and "Smith" in result["baseline_last_names"]
+
+
+# ------------------------------------------------------------ jaxdl.entities on raw text
+def test_tag_texts_splits_raw_text_as_conll_and_tags_every_token(toy):
+    model, params, rows, test, words, _ = toy
+    chars = Vocabulary.build(list(t) for tokens, _ in test for t in tokens)
+    texts = ["the mr Bcdfg said.", "Kzzz met mr Bcdfg in Pdfgh and the mr Zzt said"]
+    tagged = tag_texts(model, [params], texts, words, chars, TAGS, max_chars=6, boundaries=(8,))
+    assert [tokens for tokens, _ in tagged] == [["the", "mr", "Bcdfg", "said", "."],
+                                                ["Kzzz", "met", "mr", "Bcdfg", "in", "Pdfgh", "and", "the", "mr", "Zzt",
+                                                 "said"]]
+    for (tokens, tags), text in zip(tagged, texts):  # each text alone, unpadded: the same tags
+        x, lengths = pad_batch([encode_tokens(tokens, words, chars, 6)])
+        alone = np.asarray(model.apply(params, x, lengths=lengths))[0].argmax(-1)
+        assert tags == [TAGS[i] for i in alone]
+    with pytest.raises(ValueError, match="holds no token"):
+        tag_texts(model, [params], ["  "], words, chars, TAGS, max_chars=6)
+
+
+def test_the_features_last_names_are_the_tokens_whose_logit_passes_the_threshold():
+    sentences = [["Yesterday", "Mr.", "John", "Doe", "met", "Jane", "Smith"], ["Smith", "said"]]
+    features = sentence_features(sentences)
+    assert features.shape == (9, 7)
+    weights = np.zeros((7, 1), np.float32)
+    weights[1] = 1.0  # "capitalised"
+    params = {"unit": {"w": weights, "b": np.zeros(1, np.float32)}}
+    assert feature_last_names(params, 0.5, sentences) == [[1, 1, 1, 1, 0, 1, 1], [1, 0]]
+    assert feature_last_names(params, 1.5, sentences) == [[0] * 7, [0, 0]]

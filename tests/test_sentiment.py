@@ -142,3 +142,38 @@ def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsy
     each = sentiment.probabilities(model, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
     assert each.shape == (2, 1, 2) and each[0, 0, 1] != each[1, 0, 1]
     np.testing.assert_allclose(p_positive, [each[:, 0, 1].mean()], rtol=1e-6)  # the networks' average
+
+
+def test_predict_over_buckets_gives_each_example_in_input_order(classifier):
+    model, state = classifier
+    data = has_token_dataset(45, 5)  # two buckets, the last batch of each filled up
+    outputs = dl.predict(model, state.params, data, 16)
+    assert len(outputs) == 45 and all(o.shape == (2,) for o in outputs)
+    rows = sorted((int(i), x[:n], n) for bucket in data.arrays for x, n, i in zip(bucket["x"], bucket["lengths"],
+                                                                                   bucket["index"]))
+    for (index, ids, length), got in zip(rows, outputs):
+        alone = model.apply(state.params, jnp.asarray(ids[None]), lengths=jnp.array([length]))[0]
+        np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_per_step_outputs_are_cut_to_each_examples_length(classifier):
+    tagger = dl.serial(dl.Embedding(20, 8), dl.RNN(dl.GRUCell(8)), dl.Dense(3))
+    _, params = tagger.init(jax.random.key(0), (-1, 16))
+    data = has_token_dataset(20, 6)
+    outputs = dl.predict(tagger, params, data, 8, per_step=True)
+    lengths = {int(i): int(n) for bucket in data.arrays for n, i in zip(bucket["lengths"], bucket["index"])}
+    assert [o.shape for o in outputs] == [(lengths[i], 3) for i in range(20)]
+
+
+def test_ensemble_predict_averages_the_members_probabilities(classifier):
+    model, state = classifier
+    other = model.init(jax.random.key(9), (-1, 16))[1]
+    data = has_token_dataset(30, 7)
+    each = [dl.predict(model, params, data, 16, transform=jax.nn.softmax) for params in (state.params, other)]
+    averaged = dl.ensemble_predict(model, [state.params, other], data, 16)
+    for got, a, b in zip(averaged, *each):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-6)
+        assert got.sum() == pytest.approx(1.0, rel=1e-5)
+    arrays = {"x": np.asarray([[3, 4, 5, 0]]), "lengths": np.array([3])}
+    np.testing.assert_allclose(dl.ensemble_predict(model, [state.params, state.params], arrays, 4),
+                               jax.nn.softmax(dl.predict(model, state.params, arrays, 4)), rtol=1e-6)

@@ -24,6 +24,7 @@ from jaxdl.data.text import (
     VocabularyError,
     bucket_examples,
     bucket_lengths,
+    covering_lengths,
     lm_eval_windows,
     lm_windows,
     pad_batch,
@@ -600,3 +601,10 @@ def test_strict_encoding_names_the_tokens_the_vocabulary_lacks():
     with pytest.raises(VocabularyError, match=r"holds tokens the vocabulary does not: 'x', 'z' \(it holds 'abc'\)"):
         vocabulary.encode(list("zaxz"), strict=True)
     assert vocabulary.encode(list("zax")) == [UNK_ID, vocabulary.id_of("a"), UNK_ID]
+
+
+def test_covering_lengths_keep_the_shorter_boundaries_and_hold_the_longest():
+    assert covering_lengths((8, 16, 32, 48), 124) == (8, 16, 32, 48, 128)
+    assert covering_lengths((8, 16, 32, 48), 20) == (8, 16, 24)
+    assert covering_lengths((), 5) == (8,)
+    assert covering_lengths((8, 16), 16, multiple=4) == (8, 16)

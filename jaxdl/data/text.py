@@ -290,6 +290,13 @@ def bucket_lengths(lengths: Sequence[int], num_buckets: int, *, multiple: int = 
 _BATCH_NAMES = ("x", "lengths", "index", "mask")
 
 
+def covering_lengths(boundaries: Sequence[int], longest: int, *, multiple: int = 8) -> tuple[int, ...]:
+    """Bucket lengths for sequences up to ``longest``: the ``boundaries`` shorter than it, then
+    ``longest`` rounded up to a ``multiple`` (the last bucket holds the longest sequences)."""
+    _check_positive(longest, "longest")
+    return (*(b for b in boundaries if b < longest), multiple * -(-longest // multiple))
+
+
 class Buckets(NamedTuple):
     """Examples grouped by length and padded once (from :func:`bucket_examples`).
 
