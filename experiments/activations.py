@@ -39,13 +39,10 @@ from __future__ import annotations
 import sys
 
 import jax
-import jax.numpy as jnp
 import optax
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from jaxdl import devices, experiment, viz
-from jaxdl.core import Layer
+from jaxdl import experiment, viz
+from jaxdl.gradients import layer_gradient_norms
 from jaxdl.layers import ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
@@ -89,13 +86,6 @@ def load(args) -> tuple[dict, dict]:
     return flat(data.train), flat(data.test)
 
 
-def layer_gradient_norms(model: Layer, params, batch: dict, loss_fn=softmax_cross_entropy) -> dict[str, float]:
-    """The norm of d loss / d w for the weights ``w`` of each layer that has them, in
-    order from the input to the output: ``{"hidden1": ..., ..., "output": ...}``."""
-    grads = jax.grad(lambda p: loss_fn(model.apply(p, batch["x"]), batch["y"]))(params)
-    return {name: float(jnp.linalg.norm(grads[name]["w"])) for name, _ in model.children if "w" in grads.get(name, {})}
-
-
 def print_gradient_norms(norms: dict[str, dict[str, float]]) -> None:
     """One row per layer (1 = nearest the input), one column per activation."""
     names = list(next(iter(norms.values())))
@@ -105,16 +95,6 @@ def print_gradient_norms(norms: dict[str, dict[str, float]]) -> None:
     for act, by_layer in norms.items():
         first, last = by_layer[names[0]], by_layer[names[-1]]
         print(f"{act}: layer 1 / layer {len(names)} = {first / last:.2e}")
-
-
-def save_with_markers(fig: Figure, path) -> None:
-    """Save a plot of a few discrete points (layers, epochs): a marker on each, whole-number ticks."""
-    for ax in fig.axes:
-        for line in ax.lines:
-            line.set_marker("o")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if devices.is_main_process():
-        fig.savefig(path, dpi=120)
 
 
 @experiment.script
@@ -134,7 +114,8 @@ def main(argv=None) -> dict:
     models = {name: mlp(hidden, 10, activation=activation) for name, activation in ACTIVATIONS.items()}
     # The same key for both: the two networks start from the very same weights.
     initial = {name: model.init(init_key, input_shape)[1] for name, model in models.items()}
-    norms = {name: layer_gradient_norms(model, initial[name], first_batch) for name, model in models.items()}
+    norms = {name: layer_gradient_norms(model, softmax_cross_entropy, initial[name], first_batch)
+             for name, model in models.items()}
     print_gradient_norms(norms)
 
     results = {}
@@ -175,17 +156,15 @@ def main(argv=None) -> dict:
             "compile_time_s": round(r.compile_time_s, 2),
         }
     out, title = args.out, f"MNIST, {args.depth} hidden layers of {args.width}"
-    save_with_markers(viz.plot_curves(
-        {name: list(by_layer.values()) for name, by_layer in norms.items()}, title=f"{title}: gradients at initialisation",
-        xlabel=f"layer (1 = nearest the input, {args.depth + 1} = output)", ylabel="|d loss / d w|", log_y=True,
-    ), out / "gradient_norms.png")
-    save_with_markers(viz.plot_curves(
-        {name: metrics[name]["train_loss"] for name in results}, title=f"{title}: the same budget", ylabel="training loss",
-    ), out / "loss.png")
-    save_with_markers(viz.plot_curves(
-        {name: [record["val_accuracy"] for record in r.history] for name, r in results.items()},
-        title=f"{title}: the same budget", ylabel="test accuracy",
-    ), out / "accuracy.png")
+    viz.plot_curves(
+        {name: list(by_layer.values()) for name, by_layer in norms.items()}, out / "gradient_norms.png",
+        title=f"{title}: gradients at initialisation", xlabel=f"layer (1 = nearest the input, {args.depth + 1} = output)",
+        ylabel="|d loss / d w|", log_y=True,
+    )
+    viz.plot_curves({name: metrics[name]["train_loss"] for name in results}, out / "loss.png",
+                    title=f"{title}: the same budget", ylabel="training loss")
+    viz.plot_curves({name: [record["val_accuracy"] for record in r.history] for name, r in results.items()},
+                    out / "accuracy.png", title=f"{title}: the same budget", ylabel="test accuracy")
     path = experiment.write_metrics(out, metrics)
     print(f"\nwrote {path} and plots to {out}")
     return metrics

@@ -32,7 +32,7 @@ import numpy as np
 
 from jaxdl import data, experiment, viz
 from jaxdl.layers import Conv, MaxPool
-from jaxdl.tables import format_table
+from jaxdl.tables import format_table, grid_lines, side_by_side
 
 # The lecture's 14x14 image of a "1" (1 = ink).
 ONE = np.array(
@@ -98,25 +98,6 @@ def filter_responses(maps: np.ndarray) -> dict:
 def strongest_filter(responses: dict) -> str:
     """The filter with the most full matches (ties: the higher maximum, then the first named)."""
     return max(NAMES, key=lambda n: (responses[n]["full_matches"], responses[n]["max"]))
-
-
-def grid_lines(grid: np.ndarray) -> list[str]:
-    """A 2-D array as right-aligned text rows: integers where every value is one, else one decimal."""
-    integral = np.allclose(grid, np.round(grid))
-    cells = [[f"{v:.0f}" if integral else f"{v:.1f}" for v in row] for row in np.asarray(grid)]
-    width = max(len(c) for row in cells for c in row)
-    return [" ".join(c.rjust(width) for c in row) for row in cells]
-
-
-def side_by_side(*blocks: list[str], gap: str = "    ") -> str:
-    """Text blocks next to each other, top-aligned."""
-    widths = [max(map(len, block)) for block in blocks]
-    height = max(map(len, blocks))
-    rows = []
-    for i in range(height):
-        row = [block[i] if i < len(block) else "" for block in blocks]
-        rows.append(gap.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return "\n".join(rows)
 
 
 def lecture_one(args) -> dict:

@@ -27,16 +27,14 @@ guarantee (epsilon, delta): that needs a privacy accountant.
 from __future__ import annotations
 
 import sys
-from typing import Callable
 
 import jax
 import numpy as np
 import optax
 
-from jaxdl import devices, experiment, viz
-from jaxdl.compiler import jit
-from jaxdl.data import dataset_size, eval_batches
-from jaxdl.core import Layer, summary
+from jaxdl import experiment, viz
+from jaxdl.core import summary
+from jaxdl.gradients import per_example_gradient_norms
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
@@ -47,8 +45,6 @@ from jaxdl.train import (
     make_eval_step,
     make_per_example_train_step,
     make_train_step,
-    per_example_grads,
-    per_example_norms,
 )
 
 MOMENTUM = 0.9
@@ -91,22 +87,10 @@ def optimizers(args, noise_key: jax.Array) -> dict[str, optax.GradientTransforma
     return {"ordinary": sgd, "clipped": private(0.0), "dp_sgd": private(args.noise)}
 
 
-def make_gradient_norms(model: Layer, batch_size: int = NORM_BATCH) -> Callable[[dict, dict], tuple]:
-    """``norms(params, data) -> (norms (N,), predicted (N,))``: the L2 norm of each example's
-    loss gradient at ``params`` (``train=False``, over all weights) and the class the network
-    predicts for it, computed ``batch_size`` examples at a time."""
-
-    @jit
-    def batch_norms(params, batch):
-        grads, _, outputs = per_example_grads(model, softmax_cross_entropy, params, batch)
-        return per_example_norms(grads), outputs.argmax(-1)
-
-    def norms(params, data: dict) -> tuple[np.ndarray, np.ndarray]:
-        parts = devices.fetch([batch_norms(params, batch) for batch in eval_batches(data, batch_size)])
-        n = dataset_size(data)  # the last batch's padding dropped
-        return tuple(np.concatenate(column)[:n] for column in zip(*parts))
-
-    return norms
+def gradient_norms(model, params, data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each training example's gradient norm at ``params`` and the class the network predicts for it."""
+    norms, outputs = per_example_gradient_norms(model, softmax_cross_entropy, params, data, batch_size=NORM_BATCH)
+    return norms, outputs.argmax(-1)
 
 
 def largest(norms: np.ndarray, k: int = LARGEST) -> np.ndarray:
@@ -162,16 +146,15 @@ def main(argv=None) -> dict:
     noise_key = jax.random.key(args.seed, impl="rbg")
     _, initial = model.init(init_key, shape)  # every run starts here and sees the same batches (state_key)
     compute = mixed_precision(model, args.dtype)
-    gradient_norms = make_gradient_norms(compute)
     eval_step = make_eval_step(compute, softmax_cross_entropy)  # one for all runs: compiled once
-    norms, predicted, results = {"init": gradient_norms(initial, data.train)[0]}, {}, {}
+    norms, predicted, results = {"init": gradient_norms(compute, initial, data.train)[0]}, {}, {}
     clipped = f"the mean of per-example gradients clipped to norm {args.clip:g}"
     about = {"ordinary": "the batch's mean gradient", "clipped": clipped,
              "dp_sgd": f"{clipped}, their sum noised (Gaussian, std {args.clip * args.noise:g})"}
     for name, optimizer in optimizers(args, noise_key).items():
         print(f"\n{name}: SGD lr {args.lr:g} momentum {MOMENTUM:g} on {about[name]}")
         results[name] = train(name, compute, initial, optimizer, eval_step, data, args, state_key, checkpoints, mesh)
-        norms[name], predicted[name] = gradient_norms(results[name].state.params, data.train)
+        norms[name], predicted[name] = gradient_norms(compute, results[name].state.params, data.train)
 
     base, rows = steps_per_s(results["ordinary"]), []
     metrics = {"clip": args.clip, "noise": args.noise, "lr": args.lr, "momentum": MOMENTUM, "epochs": args.epochs,

@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from jaxdl.devices import is_main_process
 
@@ -29,12 +30,17 @@ def plot_curves(
     xlabel: str = "epoch",
     ylabel: str = "loss",
     log_y: bool = False,
+    markers: bool | None = None,
 ) -> Figure:
-    """One line per named curve (e.g. train and validation loss per epoch)."""
+    """One line per named curve over points 1, 2, ... (epochs, layers), on whole-number ticks;
+    ``markers`` on each point (default: when no curve has more than 30)."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
+    if markers is None:
+        markers = max((len(values) for values in curves.values()), default=0) <= 30
     for label, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+        ax.plot(np.arange(1, len(values) + 1), values, label=label, marker="o" if markers else None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     if log_y:
         ax.set_yscale("log")

@@ -11,8 +11,9 @@ from experiment_scripts import load_script
 
 build_api = load_script(Path("docs/build_api.py"), "build_api")
 
-MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "experiment", "layers", "loop",
-           "losses", "metrics", "models", "precision", "recurrent", "tables", "train", "viz"]
+MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "entities", "experiment",
+           "generate", "gradients", "layers", "loop", "losses", "metrics", "models", "precision", "recurrent", "tables",
+           "train", "viz"]
 
 
 def test_every_public_name_has_a_docstring():
