@@ -41,7 +41,7 @@ import sys
 import jax
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import experiment, runs, viz
 from jaxdl.gradients import layer_gradient_norms
 from jaxdl.layers import ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
@@ -101,7 +101,8 @@ def print_gradient_norms(norms: dict[str, dict[str, float]]) -> None:
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
+    checkpoints = args.out / "checkpoints"
     train, test = load(args)
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
     hidden = [args.width] * args.depth
@@ -128,7 +129,7 @@ def main(argv=None) -> dict:
             epochs=args.epochs, batch_size=args.batch_size,
             eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=test,
             checkpoint_dir=checkpoints / name, resume=args.resume,
-            config={**experiment.run_config(args), "activation": name}, progress=args.progress, mesh=mesh,
+            config={**runs.identity(vars(args)), "activation": name}, progress=args.progress, mesh=mesh,
         )
 
     print("\ntraining loss and test accuracy after each epoch:")
@@ -165,7 +166,7 @@ def main(argv=None) -> dict:
                     title=f"{title}: the same budget", ylabel="training loss")
     viz.plot_curves({name: [record["val_accuracy"] for record in r.history] for name, r in results.items()},
                     out / "accuracy.png", title=f"{title}: the same budget", ylabel="test accuracy")
-    path = experiment.write_metrics(out, metrics)
+    path = runs.write_metrics(out, metrics)
     print(f"\nwrote {path} and plots to {out}")
     return metrics
 

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import experiment, runs, viz
 from jaxdl.checkpoint import CheckpointError, load_checkpoint
 from jaxdl.core import Layer, summary
 from jaxdl.data import load_text_corpus
@@ -187,11 +187,12 @@ def main(argv=None) -> dict:
     if args.sample is not None or args.fill is not None:
         return use_model(args)
     mesh = experiment.device_mesh(args, parser)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
     began = time.perf_counter()
     train_text, validation_text, source = load_texts(args)
-    vocabulary = experiment.run_vocabulary(args, "vocabulary.json", lambda: Vocabulary.build([tokenize_chars(train_text)]))
-    experiment.run_vocabulary(args, "words.json", lambda: words_of(train_text, args.fill_words))  # for --fill
+    vocabulary = runs.run_vocabulary(args.out, "vocabulary.json", lambda: Vocabulary.build([tokenize_chars(train_text)]),
+                                     resume=args.resume)
+    runs.run_vocabulary(args.out, "words.json", lambda: words_of(train_text, args.fill_words), resume=args.resume)  # --fill
     train_ids = np.asarray(vocabulary.encode(tokenize_chars(train_text)), np.int32)
     validation_ids = np.asarray(vocabulary.encode(tokenize_chars(validation_text)), np.int32)
     try:
@@ -221,8 +222,8 @@ def main(argv=None) -> dict:
         TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         train_data, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=validation_data,
-        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config={k: v for k, v in experiment.run_config(args).items() if k not in USE_FLAGS}, mesh=mesh,
+        checkpoint_dir=args.out / "checkpoints", resume=args.resume, progress=args.progress,
+        config={k: v for k, v in runs.identity(vars(args)).items() if k not in USE_FLAGS}, mesh=mesh,
     )
     history = result.history
     print(format_table(
@@ -249,7 +250,7 @@ def main(argv=None) -> dict:
     }
     viz.plot_history(history, "loss", args.out / "loss.png",
                      title=f"{source}: cross-entropy per character (nats)")
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nvalidation loss: {metrics['val_loss']:.4f} nats/char ({metrics['val_loss'] / math.log(2):.3f} bits) "
           f"after {metrics['train_time_s']:.0f} s of training; wrote {path}, loss.png, vocabulary.json and "
           f"words.json to {args.out}")

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import data, experiment, viz
+from jaxdl import data, experiment, runs, viz
 from jaxdl.layers import Conv, MaxPool
 from jaxdl.tables import format_table, grid_lines, side_by_side
 
@@ -210,7 +210,7 @@ def main(argv=None) -> dict:
     metrics["one"] = lecture_one(args)
     if args.digits:
         metrics.update(mnist_digits(args))
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nwrote {path} and plots to {args.out}")
     return metrics
 

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import devices, experiment, viz
+from jaxdl import devices, experiment, runs, viz
 from jaxdl.checkpoint import CheckpointError, atomic_write, load_checkpoint
 from jaxdl.data import label_names
 from jaxdl.data.tagging import (
@@ -163,7 +163,7 @@ def train_tagger(compute, tags: list[str], data: Buckets, args, seed: int, check
         TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
         data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=checkpoints, resume=args.resume,
         progress=args.progress, callbacks=[callback], mesh=mesh,
-        config={**experiment.member_config(args, seed), "tags": tags, "boundaries": list(data.boundaries)},
+        config={**experiment.member_settings(args, seed), "tags": tags, "boundaries": list(data.boundaries)},
     )
     print(experiment.history_table(result.history, "dev", metrics=("f1", "per_f1")))
     return result
@@ -222,10 +222,10 @@ def train(args, checkpoints: Path, mesh) -> dict:
     print("\n2. A BiLSTM tagger learns its own features from words and their characters")
     tags = label_names("conll2003", data_dir=args.data_dir)["ner"]
     train_tokens = splits["train"]["tokens"]
-    words = experiment.run_vocabulary(args, "words.json", lambda: Vocabulary.build(
+    words = runs.run_vocabulary(args.out, "words.json", resume=args.resume, build=lambda: Vocabulary.build(
         ([word_form(t) for t in tokens] for tokens in train_tokens), min_count=args.min_count
     ))
-    chars = experiment.run_vocabulary(args, "chars.json", lambda: Vocabulary.build(
+    chars = runs.run_vocabulary(args.out, "chars.json", resume=args.resume, build=lambda: Vocabulary.build(
         list(token) for tokens in train_tokens for token in tokens
     ))
     boundaries = covering_lengths(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
@@ -244,7 +244,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
         record.update(val_f1=entities["overall"].f1, val_per_f1=entities["PER"].f1)
 
     results = []
-    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints / "tagger")):
+    for i, (seed, folder) in enumerate(runs.members(args.out, args.seed, args.ensemble, name="checkpoints/tagger")):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
         results.append(train_tagger(compute, tags, data["train"], args, seed, folder, score_dev, mesh))
@@ -279,7 +279,7 @@ def train(args, checkpoints: Path, mesh) -> dict:
     }
     viz.plot_history(results[0].history, "f1", args.out / "dev_f1.png", title="CoNLL-2003: dev entity F1 per epoch")
     viz.plot_history(results[0].history, "loss", args.out / "loss.png", title="CoNLL-2003: training loss")
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nwrote {path}, plots, words.json and chars.json to {args.out}")
     return metrics
 
@@ -293,7 +293,7 @@ def run_tag(argv) -> list[dict]:
         sys.exit("error: tag got no text")
     try:
         words, chars = Vocabulary.load(args.out / "words.json"), Vocabulary.load(args.out / "chars.json")
-        networks = [load_checkpoint(folder) for folder in experiment.saved_members(args.out / "checkpoints" / "tagger")]
+        networks = [load_checkpoint(folder) for folder in runs.saved_members(args.out, name="checkpoints/tagger")]
         baseline = load_checkpoint(args.out / "checkpoints" / "baseline")
         threshold = json.loads((args.out / "baseline.json").read_text())["threshold"]
     except (VocabularyError, CheckpointError, OSError, ValueError, KeyError) as error:
@@ -324,7 +324,8 @@ def main(argv=None):
         return run_tag(argv[1:])
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)
-    return train(args, experiment.checkpoint_dir(args, parser), mesh)
+    experiment.new_or_resumed(args, parser)
+    return train(args, args.out / "checkpoints", mesh)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import devices, experiment, viz
+from jaxdl import devices, experiment, runs, viz
 from jaxdl.core import summary
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import confusion_matrix
@@ -106,7 +106,7 @@ def train(model, compute, data, args, seed: int, checkpoints, mesh) -> FitResult
         data.train, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=data.test,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress, steps_per_call=args.steps_per_call,
-        config=experiment.member_config(args, seed), mesh=mesh,
+        config=experiment.member_settings(args, seed), mesh=mesh,
     )
     print(experiment.history_table(result.history, "test"))
     return result
@@ -116,14 +116,14 @@ def train(model, compute, data, args, seed: int, checkpoints, mesh) -> FitResult
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
     data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
                 shift=args.shift)
     summary(model, (-1, *data.train["x"].shape[1:]))
     compute = mixed_precision(model, args.dtype)
     results = []
-    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
+    for i, (seed, folder) in enumerate(runs.members(args.out, args.seed, args.ensemble)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
         results.append(train(model, compute, data, args, seed, folder, mesh))
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
     viz.plot_history(first.history, "loss", args.out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
     viz.plot_history(first.history, "accuracy", args.out / "accuracy.png",
                      title=f"{args.dataset}: accuracy (val = test set)")
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nwrote {path} and plots to {args.out}")
     return metrics
 

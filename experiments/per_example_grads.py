@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import experiment, runs, viz
 from jaxdl.core import summary
 from jaxdl.gradients import per_example_gradient_norms
 from jaxdl.losses import softmax_cross_entropy
@@ -51,8 +51,6 @@ MOMENTUM = 0.9
 NORM_BATCH = 500  # examples per call when measuring the training set's gradient norms
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
 LARGEST = 16  # training images shown with the largest gradients
-# The flags each run ignores: changing them does not change that run's training (or its resumption).
-IGNORED = {"ordinary": ("clip", "noise"), "clipped": ("noise",), "dp_sgd": ()}
 
 
 def parse_args(argv):
@@ -125,7 +123,7 @@ def train(name: str, compute, params, optimizer, eval_step, data, args, state_ke
         TrainState.create(params, optimizer, state_key), make_step(compute, softmax_cross_entropy, optimizer),
         data.train, epochs=args.epochs, batch_size=args.batch_size, eval_step=eval_step, eval_data=data.test,
         checkpoint_dir=checkpoints / name, resume=args.resume, progress=args.progress,
-        config={**experiment.member_config(args, args.seed, ignore=IGNORED[name]), "run": name}, mesh=mesh,
+        config={**experiment.member_settings(args, args.seed), "run": name}, mesh=mesh,
     )
     print(experiment.history_table(result.history, "test"))
     return result
@@ -135,7 +133,8 @@ def train(name: str, compute, params, optimizer, eval_step, data, args, state_ke
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
     mesh = experiment.device_mesh(args, parser)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
+    checkpoints = args.out / "checkpoints"
     data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=0.0)
     shape = (-1, *data.train["x"].shape[1:])
@@ -198,7 +197,7 @@ def main(argv=None) -> dict:
                     ylabel="test accuracy")
     metrics["largest_gradients"] = {"index": top.tolist(), "label": labels.tolist(), "predicted": guesses.tolist(),
                                     "grad_norm": top_norms.tolist()}
-    path = experiment.write_metrics(out, metrics)
+    path = runs.write_metrics(out, metrics)
     print(f"\nwrote {path} and plots to {out}")
     return metrics
 

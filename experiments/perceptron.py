@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import checkpoint, experiment, viz
+from jaxdl import checkpoint, experiment, runs, viz
 from jaxdl.models import perceptron, perceptron_learning_rule, perceptron_threshold
 from jaxdl.tables import format_table
 
@@ -55,7 +55,7 @@ def learn(name, targets, params, args, checkpoints: Path):
     train_time = time.perf_counter() - started
     errors = errors + [int(e) for e in wrong]
     meta = {"epochs_done": done + remaining, "errors_per_epoch": errors}
-    checkpoint.save_checkpoint(directory, params, done + remaining, config=experiment.run_config(args), meta=meta)
+    checkpoint.save_checkpoint(directory, params, done + remaining, config=runs.identity(vars(args)), meta=meta)
     return params, errors, compile_time, train_time
 
 
@@ -91,7 +91,8 @@ def report(name, targets, params, errors) -> dict:
 def main(argv=None) -> dict:
     parser = experiment.experiment_parser(__doc__.split("\n\n")[0], out="runs/perceptron", epochs=20, lr=1.0)
     args = parser.parse_args(argv)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
+    checkpoints = args.out / "checkpoints"
     model = perceptron()
     metrics = {"train_time_s": 0.0, "compile_time_s": 0.0}  # summed over both tables
     for name, targets in TABLES.items():
@@ -105,7 +106,7 @@ def main(argv=None) -> dict:
             args.out / f"{name}_decision.png", title=f"threshold unit on the {name} table", label="output",
         )
     metrics["train_time_s"], metrics["compile_time_s"] = round(metrics["train_time_s"], 4), round(metrics["compile_time_s"], 3)
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nwrote {path} and plots to {args.out}")
     return metrics
 

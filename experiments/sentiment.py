@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import experiment, runs, viz
 from jaxdl.checkpoint import CheckpointError, load_checkpoint
 from jaxdl.data.text import (
     UNK_ID,
@@ -97,7 +97,7 @@ def run_predictions(args) -> list[float]:
         sys.exit("error: --predict got no sentence")
     try:
         vocabulary = Vocabulary.load(args.out / "vocabulary.json")
-        checkpoints = [load_checkpoint(folder) for folder in experiment.saved_members(args.out / "checkpoints")]
+        checkpoints = [load_checkpoint(folder) for folder in runs.saved_members(args.out)]
     except (VocabularyError, CheckpointError) as error:
         sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
     model = build_model(vocabulary, checkpoints[0].config)
@@ -120,7 +120,7 @@ def train_network(model, compute, train_data, dev_data, args, seed: int, checkpo
         train_data, epochs=args.epochs, batch_size=args.batch_size,
         eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=dev_data,
         checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config=experiment.member_config(args, seed, ignore=("predict",)), mesh=mesh,
+        config=experiment.member_settings(args, seed), mesh=mesh,
     )
     print(experiment.history_table(result.history, "dev"))
     return result
@@ -132,10 +132,10 @@ def main(argv=None) -> dict:
     if args.predict:
         return {"p_positive": run_predictions(args)}
     mesh = experiment.device_mesh(args, parser)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
     split = f"train[:{args.train_examples}]" if args.train_examples else "train"
     train, dev = experiment.load_text(args, "glue/sst2", split), experiment.load_text(args, "glue/sst2", "validation")
-    vocabulary = experiment.run_vocabulary(args, "vocabulary.json", lambda: Vocabulary.build(
+    vocabulary = runs.run_vocabulary(args.out, "vocabulary.json", resume=args.resume, build=lambda: Vocabulary.build(
         (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
     ))
     train_ids, dev_ids = encode(vocabulary, train["sentence"]), encode(vocabulary, dev["sentence"])
@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
     summary(model, (-1, boundaries[-1]))
     compute = mixed_precision(model, args.dtype)
     results = []
-    for i, (seed, folder) in enumerate(experiment.ensemble_members(args, checkpoints)):
+    for i, (seed, folder) in enumerate(runs.members(args.out, args.seed, args.ensemble)):
         if args.ensemble > 1:
             print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
         results.append(train_network(model, compute, train_data, dev_data, args, seed, folder, mesh))
@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
     }
     viz.plot_history(history, "accuracy", args.out / "accuracy.png", title="SST-2: accuracy (val = dev set)")
     viz.plot_history(history, "loss", args.out / "loss.png", title="SST-2: loss (val = dev set)")
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     who = f"the ensemble of {len(results)}" if len(results) > 1 else "the network"
     print(f"\ndev accuracy of {who}: {accuracy:.2%}; wrote {path}, plots and vocabulary.json to {args.out}")
     return metrics

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl import experiment, viz
+from jaxdl import experiment, runs, viz
 from jaxdl.core import summary
 from jaxdl.losses import binary_cross_entropy
 from jaxdl.models import mlp
@@ -127,7 +127,8 @@ def convergence_study(args, optimizer) -> tuple[dict, dict]:
 @experiment.script
 def main(argv=None) -> dict:
     parser, args = parse_args(argv)
-    checkpoints = experiment.checkpoint_dir(args, parser)
+    experiment.new_or_resumed(args, parser)
+    checkpoints = args.out / "checkpoints"
     optimizer = optax.sgd(args.lr, momentum=args.momentum or None)
     model = mlp([args.hidden], 1)
     summary(model, (-1, 2))
@@ -139,7 +140,7 @@ def main(argv=None) -> dict:
     result = fit(
         state, train_step, DATA, epochs=args.epochs, batch_size=args.batch_size,
         checkpoint_dir=checkpoints, checkpoint_every=max(args.epochs // 20, 1), resume=args.resume,
-        config=experiment.run_config(args), progress=args.progress,
+        config=runs.identity(vars(args)), progress=args.progress,
     )
     final = evaluate(eval_step, result.state.params, DATA, len(INPUTS))
     probabilities = jax.nn.sigmoid(model.apply(result.state.params, INPUTS))[:, 0]
@@ -166,7 +167,7 @@ def main(argv=None) -> dict:
         converged, curves = convergence_study(args, optimizer)
         metrics["convergence"] = {str(h): {"converged": n, "seeds": args.study_seeds} for h, n in converged.items()}
         viz.plot_curve_bundles(curves, args.out / "convergence.png", ylabel="train loss", log_y=True)
-    path = experiment.write_metrics(args.out, metrics)
+    path = runs.write_metrics(args.out, metrics)
     print(f"\nwrote {path} and plots to {args.out}")
     return metrics
 

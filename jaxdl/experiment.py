@@ -1,14 +1,12 @@
-"""What every experiment script shares: its command-line flags, its output folder, loading
-its data and vocabularies, and ``metrics.json`` (with timings and peak memory)."""
+"""What every experiment script shares on its command line: the flags, the device mesh they
+ask for, loading the datasets they name, the settings that identify a run, the learning
+curve printed, and errors turned into one line (the run folder itself: :mod:`jaxdl.runs`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import functools
-import json
-import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,8 +15,8 @@ from typing import Callable, Sequence
 import jax
 from jax.sharding import Mesh
 
-from jaxdl import devices
-from jaxdl.checkpoint import CheckpointError, atomic_write
+from jaxdl import devices, runs
+from jaxdl.checkpoint import CheckpointError
 from jaxdl.core import LayerError
 from jaxdl.data import (
     DataError,
@@ -26,10 +24,12 @@ from jaxdl.data import (
     load_image_classification,
     load_text_dataset,
 )
-from jaxdl.data.text import Vocabulary, VocabularyError
-from jaxdl.loop import Interrupted, NonFiniteLossError, ResumeError
+from jaxdl.data.text import VocabularyError
+from jaxdl.loop import FitResult, Interrupted, NonFiniteLossError, ResumeError, fit
 from jaxdl.precision import DTYPES
+from jaxdl.runs import RunError
 from jaxdl.tables import format_table
+from jaxdl.train import TrainState
 
 
 def _argument_type(convert, accept, expected: str):
@@ -154,50 +154,28 @@ def device_mesh(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Me
     return mesh
 
 
-def checkpoint_dir(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
-    """``--out/checkpoints``; refuses (as a usage error) to start a new run over an old one."""
-    directory = args.out / "checkpoints"
-    if not args.resume and any(directory.rglob("step_*.ckpt")):
-        parser.error(f"{args.out} already holds a run's checkpoints: add --resume to continue it, or choose another --out")
-    return directory
+def new_or_resumed(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse (as a usage error) to start a new run in an ``--out`` that holds one, without ``--resume``."""
+    try:
+        runs.refuse_an_old_run(args.out, args.resume)
+    except ResumeError as error:
+        parser.error(str(error))
 
 
-def ensemble_members(args: argparse.Namespace, checkpoints: Path) -> list[tuple[int, Path]]:
-    """(seed, checkpoint folder) of each network of a run: seeds ``--seed``, ``--seed+1``, ...;
-    one network keeps ``checkpoints`` itself, K > 1 get ``checkpoints/member1`` ... ``memberK``."""
-    count = getattr(args, "ensemble", 1)
-    if count == 1:
-        return [(args.seed, checkpoints)]
-    return [(args.seed + i, checkpoints / f"member{i + 1}") for i in range(count)]
+def member_settings(args: argparse.Namespace, seed: int) -> dict:
+    """The settings that identify one network of the run (:func:`jaxdl.runs.identity` of the
+    flags), with its seed; the ensemble's size is not one of them."""
+    return {**{k: v for k, v in runs.identity(vars(args)).items() if k != "ensemble"}, "seed": seed}
 
 
-def saved_members(checkpoints: Path) -> list[Path]:
-    """The checkpoint folders of a trained run: its ``member*`` folders in order, else ``checkpoints``."""
-    numbered = {folder: folder.name.removeprefix("member") for folder in checkpoints.glob("member*")}
-    members = sorted((folder for folder, n in numbered.items() if n.isdigit()), key=lambda folder: int(numbered[folder]))
-    return members or [checkpoints]
-
-
-# Flags that do not identify a run: how far it trains, where it runs, where its files are,
-# how it reports. A run may resume with other values of them; with another value of any
-# other setting, it is refused.
-NOT_IDENTIFYING = (
-    "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
-    "devices", "model_shards", "coordinator", "num_processes", "process_id",
-)
-
-
-def run_config(args: argparse.Namespace) -> dict:
-    """The settings that identify the run, as a JSON-ready dict (saved with its checkpoints;
-    ``fit`` refuses to resume with other values): the flags but :data:`NOT_IDENTIFYING`."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_IDENTIFYING}
-
-
-def member_config(args: argparse.Namespace, seed: int, ignore: Sequence[str] = ()) -> dict:
-    """The settings of one network of a run (see :func:`ensemble_members`): the flags but
-    ``--ensemble`` and those in ``ignore`` (flags that do not change training), and its seed."""
-    dropped = {"ensemble", *ignore}
-    return {**{k: v for k, v in run_config(args).items() if k not in dropped}, "seed": seed}
+def fit_member(args: argparse.Namespace, member: runs.Member, state: TrainState, train_step: Callable, data, *,
+               mesh: Mesh | None = None, **fit_kwargs) -> FitResult:
+    """:func:`jaxdl.loop.fit` of one network of the run, as the shared flags say: ``--epochs``
+    of ``--batch-size``, checkpoints in the member's folder, ``--resume``, ``--progress``,
+    the member's settings as the run's identity, on ``mesh``; ``fit_kwargs`` for the rest."""
+    return fit(state, train_step, data, epochs=args.epochs, batch_size=args.batch_size, checkpoint_dir=member.folder,
+               resume=args.resume, progress=args.progress, config=member_settings(args, member.seed), mesh=mesh,
+               **fit_kwargs)
 
 
 def texts_from(arguments: Sequence[str]) -> list[str]:
@@ -223,24 +201,9 @@ def history_table(history: list[dict], val: str = "val", metrics: Sequence[str] 
     )
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-
-
-def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
-    """Write ``metrics`` plus ``peak_rss_mb`` to ``out/metrics.json`` (atomically; by process 0
-    of a multi-process run); return the path."""
-    path = Path(out) / "metrics.json"
-    if devices.is_main_process():
-        atomic_write(path, (json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n").encode())
-    return path
-
-
 # What a user can put right: a missing dataset, a corrupt checkpoint, a run resumed with other
 # settings, a bad input to a layer, a learning rate that diverges.
-USER_ERRORS = (DataError, CheckpointError, ResumeError, VocabularyError, LayerError, NonFiniteLossError)
+USER_ERRORS = (DataError, CheckpointError, ResumeError, RunError, VocabularyError, LayerError, NonFiniteLossError)
 
 
 @contextlib.contextmanager
@@ -287,15 +250,3 @@ def load_text(args: argparse.Namespace, name: str, split: str) -> dict:
     """A split of the TFDS text dataset ``name`` (:func:`jaxdl.data.load_text_dataset`) from
     the ``--data-dir``/``--manual-dir`` flags (a DataError if it cannot be had)."""
     return load_text_dataset(name, split, data_dir=args.data_dir, manual_dir=args.manual_dir)
-
-
-def run_vocabulary(args: argparse.Namespace, filename: str, build: Callable[[], Vocabulary]) -> Vocabulary:
-    """A vocabulary of the run in ``--out``: on ``--resume`` the one saved there as ``filename``,
-    else ``build()``, saved there (the model's ids must not change when a run resumes)."""
-    path = args.out / filename
-    if args.resume and path.exists():
-        return Vocabulary.load(path)
-    vocabulary = build()
-    if devices.is_main_process():  # every process builds the same one
-        vocabulary.save(path)
-    return vocabulary

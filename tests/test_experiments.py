@@ -195,24 +195,6 @@ def test_help_documents_the_shared_flags(script):
         assert "--batch-size" in text and "--hidden" in text
 
 
-# ------------------------------------------------------------------------ ensembles
-def test_ensemble_members_have_their_own_seeds_and_folders(tmp_path):
-    parser = experiment.experiment_parser("test", out=str(tmp_path), ensemble=True)
-    one = parser.parse_args(["--seed", "3"])
-    assert experiment.ensemble_members(one, tmp_path) == [(3, tmp_path)]
-    three = parser.parse_args(["--seed", "3", "--ensemble", "3"])
-    assert experiment.ensemble_members(three, tmp_path) == [
-        (3, tmp_path / "member1"), (4, tmp_path / "member2"), (5, tmp_path / "member3")
-    ]
-
-
-def test_saved_members_are_found_in_numeric_order(tmp_path):
-    assert experiment.saved_members(tmp_path) == [tmp_path]  # a single network
-    for name in ("member10", "member2", "member1", "memberx"):
-        (tmp_path / name).mkdir()
-    assert experiment.saved_members(tmp_path) == [tmp_path / f"member{i}" for i in (1, 2, 10)]
-
-
 # ------------------------------------------------------------------- shared helpers
 @pytest.mark.parametrize("text", ["16,8", "0,8", "8,8", "a", "8,", ""])
 def test_increasing_ints_refuses_what_is_not_an_increasing_list(text):
@@ -236,9 +218,8 @@ def test_history_table_shows_the_metrics_asked_for_and_a_dash_for_missing_ones()
     assert lines[3].split() == ["2", "0.2500", "-", "6.0"]
 
 
-def test_member_config_drops_the_ensemble_and_ignored_flags_and_adds_the_seed(tmp_path):
-    parser = experiment.experiment_parser("test", out=str(tmp_path), ensemble=True)
+def test_member_settings_are_the_runs_identity_without_the_ensembles_size_and_with_the_seed(tmp_path):
+    parser = experiment.experiment_parser("test", out=str(tmp_path), epochs=3, lr=0.1, ensemble=True)
     args = parser.parse_args(["--ensemble", "3"])
-    config = experiment.member_config(args, 7, ignore=("lr",))
-    assert config["seed"] == 7 and "ensemble" not in config
-    assert not {"out", "resume", "progress", "lr"} & set(config)  # where its files are, how it reports: not the run
+    settings = experiment.member_settings(args, 7)
+    assert settings == {"seed": 7, "lr": 0.1}  # not where its files are, how it reports or how far it trains

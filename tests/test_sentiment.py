@@ -10,7 +10,7 @@ import pytest
 
 import jaxdl as dl
 from experiment_scripts import load_experiment
-from jaxdl import experiment
+from jaxdl import runs
 from jaxdl.data.text import bucket_examples
 from jaxdl.models import rnn_classifier
 
@@ -131,7 +131,7 @@ def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsy
     for key in ("dev_accuracy", "train_time_s", "compile_time_s", "peak_rss_mb"):
         assert key in on_disk, key
     members = [out / "checkpoints" / "member1", out / "checkpoints" / "member2"]
-    assert experiment.saved_members(out / "checkpoints") == members
+    assert runs.saved_members(out) == members
     capsys.readouterr()
     sentence = "a gorgeous , witty , seductive movie ."
     p_positive = sentiment.main(["--out", str(out), "--predict", sentence, "--predict", ""])["p_positive"]
