@@ -68,6 +68,7 @@ from jaxdl.train import (
     make_train_step,
     per_example_grads,
     predict,
+    train_seeds,
 )
 
 __version__ = "0.1.0"

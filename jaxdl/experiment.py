@@ -178,9 +178,27 @@ def fit_member(args: argparse.Namespace, member: runs.Member, state: TrainState,
                **fit_kwargs)
 
 
+USE = "use"
+"""The subcommand that uses a saved run instead of training one: ``script.py use TEXT... [--out DIR]``."""
+
+
+def use_parser(script: str, description: str, *, out: str, texts: str) -> argparse.ArgumentParser:
+    """The command line of ``script``'s use mode, the same for every script: the ``texts`` to use
+    the run on (``-`` reads one per line from stdin) and ``--out``, the run's folder (default
+    ``out``). A script adds its own options (a temperature, a length) to it."""
+    parser = argparse.ArgumentParser(prog=f"{script} {USE}", description=description, formatter_class=_HelpFormatter)
+    parser.add_argument("texts", nargs="+", metavar="TEXT", help=f"{texts} (- reads one per line from stdin)")
+    parser.add_argument("--out", type=Path, default=Path(out), help="the folder of the trained run to use")
+    return parser
+
+
 def texts_from(arguments: Sequence[str]) -> list[str]:
-    """The non-blank texts given on the command line, stripped; each ``-`` reads one text per line of stdin."""
-    return [line.strip() for text in arguments for line in (sys.stdin if text == "-" else [text]) if line.strip()]
+    """The non-blank texts given on the command line, stripped; each ``-`` reads one text per line
+    of stdin. None at all is a :class:`jaxdl.runs.RunError`."""
+    texts = [line.strip() for text in arguments for line in (sys.stdin if text == "-" else [text]) if line.strip()]
+    if not texts:
+        raise RunError("no text to use the run on: give one or more, or - to read lines from stdin")
+    return texts
 
 
 def history_table(history: list[dict], val: str = "val", metrics: Sequence[str] = ("loss", "accuracy")) -> str:

@@ -227,6 +227,31 @@ def make_multi_step(train_step: Callable, batch_sharding: jax.sharding.Sharding 
     return jit(run)
 
 
+def train_seeds(model: Layer, loss_fn: LossFn, optimizer: optax.GradientTransformation, batch: Batch,
+                keys: jax.Array, *, steps: int, metrics: Mapping[str, LossFn] = DEFAULT_METRICS) -> tuple[dict, jax.Array]:
+    """One network of ``model`` per key of ``keys`` (K,), each trained for ``steps`` steps on the
+    whole ``batch``, all at once (``vmap`` over the keys, ``lax.scan`` over the steps, one
+    compiled call): how often does gradient descent find a solution from a random start?
+
+    Each key is split into the network's init key and its train state's key, as the
+    experiment scripts split their seed. Returns each network's final metrics on ``batch``
+    (``train=False``), each (K,), and its loss at every step, (K, steps).
+    """
+    train_step = make_train_step(model, loss_fn, optimizer, metrics)
+    eval_step = make_eval_step(model, loss_fn, metrics)
+    input_shape = (-1, *jnp.shape(batch["x"])[1:])
+
+    def run(key):
+        init_key, state_key = jax.random.split(key)
+        _, params, *model_state = model.init(init_key, input_shape)
+        state = TrainState.create(params, optimizer, state_key, *model_state)
+        state, history = lax.scan(lambda state, _: train_step(state, batch), state, None, length=steps)
+        final = eval_step(state.params, batch, state.model_state)
+        return {name: value for name, value in final.items() if name != "weight"}, history["loss"]
+
+    return jax.jit(jax.vmap(run))(keys)
+
+
 def make_eval_step(
     model: Layer, loss_fn: LossFn, metrics: Mapping[str, LossFn] = DEFAULT_METRICS
 ) -> Callable[..., dict]:

@@ -1,5 +1,6 @@
 """The lecture's first section as experiment scripts: perceptron.py and xor.py."""
 
+import ast
 import json
 import signal
 import subprocess
@@ -7,16 +8,13 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxdl import experiment
 from jaxdl.checkpoint import latest_checkpoint, load_checkpoint
-from jaxdl.losses import binary_cross_entropy
-from jaxdl.models import mlp
+from jaxdl.lecture import INPUTS, TABLES
 from experiment_scripts import EXPERIMENTS, load_experiment
-from tiers import unit_tier
 
 perceptron = load_experiment("perceptron")
 xor = load_experiment("xor")
@@ -47,8 +45,8 @@ def test_perceptron_learns_the_lecture_table_but_not_xor(tmp_path, capsys):
 def test_perceptron_learned_unit_really_computes_the_table(tmp_path):
     metrics = perceptron.main(["--out", str(tmp_path), "--seed", "5"])
     w = np.array(metrics["lecture"]["weights"])
-    outputs = (perceptron.INPUTS @ w > metrics["lecture"]["threshold"]).astype(np.float32)
-    np.testing.assert_array_equal(outputs, perceptron.TABLES["lecture"])
+    outputs = (INPUTS @ w > metrics["lecture"]["threshold"]).astype(np.float32)
+    np.testing.assert_array_equal(outputs, TABLES["lecture"])
 
 
 @pytest.mark.slow  # script runs
@@ -62,20 +60,6 @@ def test_perceptron_resume_continues_to_the_same_weights(tmp_path):
 
 
 # ------------------------------------------------------------------------------ xor
-@pytest.mark.parametrize("hidden", unit_tier({"2": 2, "3": 3, "4": 4}, keep="2"))
-def test_backprop_by_hand_equals_jax_grad(hidden):
-    _, params = mlp([hidden], 1).init(jax.random.key(hidden), (-1, 2))
-    params = jax.tree.map(lambda p: 3.0 * p, params)  # larger weights: less trivial gradients
-    x, y = jnp.asarray(xor.INPUTS), jnp.asarray(xor.TARGETS)
-    by_hand = xor.backprop_by_hand(params, x, y)
-    by_jax = jax.grad(lambda p: binary_cross_entropy(mlp([hidden], 1).apply(p, x), y))(params)
-    assert jax.tree.structure(by_hand) == jax.tree.structure(by_jax)
-    for hand, auto in zip(jax.tree.leaves(by_hand), jax.tree.leaves(by_jax)):
-        assert hand.shape == auto.shape
-        np.testing.assert_allclose(hand, auto, atol=1e-6, rtol=0)
-    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(by_jax)) > 1e-3
-
-
 @pytest.mark.slow
 def test_xor_converges_and_writes_its_outputs(tmp_path, capsys):
     metrics = xor.main(["--out", str(tmp_path), "--study-seeds", "4"])
@@ -223,3 +207,15 @@ def test_member_settings_are_the_runs_identity_without_the_ensembles_size_and_wi
     args = parser.parse_args(["--ensemble", "3"])
     settings = experiment.member_settings(args, 7)
     assert settings == {"seed": 7, "lr": 0.1}  # not where its files are, how it reports or how far it trains
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.py")), ids=lambda path: path.stem)
+def test_script_reads_top_to_bottom(path):
+    """An experiment script holds its settings (``parser``, and ``use_parser`` for its use mode)
+    and its ``main`` (with ``use``): the reusable pieces live in jaxdl, where other files import them."""
+    tree = ast.parse(path.read_text())
+    functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert functions <= {"main", "use"}, f"{path.name} defines {sorted(functions - {'main', 'use'})}: move them to jaxdl"
+    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+                if isinstance(target, ast.Name)}
+    assert "parser" in assigned, f"{path.name} has no module-level parser (its settings)"

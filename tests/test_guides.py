@@ -119,35 +119,15 @@ def test_extending_guides_experiment_script_trains_and_resumes(extending, tmp_pa
 
 
 # -------------------------------------------------------------------------------- flags.md
-class _Parsed(Exception):
-    def __init__(self, parser):
-        self.parser = parser
-
-
-def parser_of(function, *args) -> argparse.ArgumentParser:
-    """The parser whose ``parse_args`` ``function(*args)`` calls first (nothing else runs)."""
-
-    def capture(self, *_, **__):
-        raise _Parsed(self)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(argparse.ArgumentParser, "parse_args", capture)
-        with pytest.raises(_Parsed) as parsed:
-            function(*args)
-    return parsed.value.parser
-
-
 @pytest.fixture(scope="module")
 def parsers() -> dict[str, dict[str, argparse.Action]]:
-    """Each script's options (``--flag`` -> its argparse action); ``last_names tag`` too."""
+    """Each script's options (``--flag`` -> its argparse action), and its use mode's (``"NAME use"``)."""
     found = {}
     for name in SCRIPTS:
         module = load_experiment(name)
-        if hasattr(module, "parse_args"):
-            found[name] = parser_of(module.parse_args, [])
-        else:  # perceptron.py builds its parser in main
-            found[name] = parser_of(module.main, [])
-    found["last_names tag"] = parser_of(load_experiment("last_names").parse_tag_args, [])
+        found[name] = module.parser
+        if hasattr(module, "use_parser"):
+            found[f"{name} use"] = module.use_parser
     return {
         name: {flag: action for action in parser._actions for flag in action.option_strings
                if flag.startswith("--") and flag != "--help"}
@@ -163,9 +143,9 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 def sections(text: str) -> dict[str, str]:
-    """The text under each '### `NAME.py`' or '#### `NAME.py tag`' heading, keyed 'NAME' or 'NAME tag'."""
-    parts = re.split(r"^#{3,4} `(\w+)\.py( tag)?`\n", text, flags=re.M)
-    return {name + (tag or ""): body for name, tag, body in zip(parts[1::3], parts[2::3], parts[3::3])}
+    """The text under each '### `NAME.py`' or '#### `NAME.py use`' heading, keyed 'NAME' or 'NAME use'."""
+    parts = re.split(r"^#{3,4} `(\w+)\.py( use)?`\n", text, flags=re.M)
+    return {name + (use or ""): body for name, use, body in zip(parts[1::3], parts[2::3], parts[3::3])}
 
 
 def flags_in(cell: str) -> list[str]:
@@ -212,7 +192,7 @@ def shared_table(flags_doc: str) -> dict[str, tuple[str, set[str]]]:
 
 
 def test_flags_guide_documents_every_script(flags_doc, parsers):
-    assert set(sections(flags_doc)) == set(parsers), "flags.md needs one section per script (and last_names tag)"
+    assert set(sections(flags_doc)) == set(parsers), "flags.md needs one section per script and per use mode"
 
 
 def test_shared_flags_table_matches_the_parsers(flags_doc, parsers):

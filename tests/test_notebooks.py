@@ -2,10 +2,11 @@
 bottom in quick mode, with their plots; those that need a dataset skip without its files."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from experiment_scripts import load_script
+from experiment_scripts import ROOT, load_script
 
 runner = load_script(Path("docs/notebooks/run.py"), "notebook_runner")
 
@@ -55,3 +56,15 @@ def test_notebook_runs_in_quick_mode(name, tfds_data_dir, monkeypatch):
     plotted = [cell for cell in notebook.cells if cell.cell_type == "code"
                and any("image/png" in output.get("data", {}) for output in cell.outputs)]
     assert len(plotted) >= PLOTTING_CELLS[name], f"{name}: {len(plotted)} cells showed a plot"
+
+
+@pytest.mark.parametrize("path", runner.notebook_paths(), ids=lambda path: path.stem)
+def test_notebook_imports_only_jaxdl_and_its_dependencies(path):
+    """A notebook composes the library's pieces; it does not reach into the experiment scripts
+    or the benchmarks (what it needs from them belongs in jaxdl)."""
+    code = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"]
+                     if cell["cell_type"] == "code")
+    assert "sys.path" not in code, f"{path.name} changes sys.path to import a script"
+    scripts = {script.stem for folder in ("experiments", "benchmarks") for script in (ROOT / folder).glob("*.py")}
+    imported = set(re.findall(r"^\s*(?:import|from)\s+(\w+)", code, re.M))
+    assert not imported & scripts, f"{path.name} imports the scripts {sorted(imported & scripts)}"
