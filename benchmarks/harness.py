@@ -1,41 +1,20 @@
-"""What the benchmarks share: round-robin timing, PyTorch's training loop, the report.
+"""What the framework comparisons share: flax's and PyTorch's training loops, the report.
 
 Benchmarks run as scripts (``python benchmarks/NAME.py``), which puts this folder
-on ``sys.path``: they ``import harness``.
+on ``sys.path``: they ``import harness``. The timing itself (a first call, runners
+taking turns) is :mod:`jaxdl.timing`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import statistics
-import time
-from typing import Callable
 
 import jax
 import optax
 
 from jaxdl.tables import format_table
-
-Runner = Callable[[int], None]  # run_steps(steps): trains that many steps and blocks until done
-
-
-def round_robin(runners: dict[str, Runner], steps: int, repeats: int, batch: int) -> dict[str, float]:
-    """Median examples/s of each ``run_steps(steps)``, the frameworks taking turns ``repeats`` times."""
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run_steps in runners.items():
-            began = time.perf_counter()
-            run_steps(steps)
-            rates[name].append(steps * batch / (time.perf_counter() - began))
-    return {name: statistics.median(values) for name, values in rates.items()}
-
-
-def first_call(run_steps: Runner) -> tuple[Runner, float]:
-    """``run_steps`` and the seconds its first step took (for jax: compilation included)."""
-    began = time.perf_counter()
-    run_steps(1)
-    return run_steps, time.perf_counter() - began
+from jaxdl.timing import Runner, first_call, round_robin
 
 
 def flax_runner(model, params, optimizer, xs, ys, compiler_options=None) -> tuple[Runner, float]:

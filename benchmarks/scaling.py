@@ -12,17 +12,18 @@ against float32, and ``--steps-per-call`` steps per jitted call
 one step per call.
 
 Data are random images already on the device(s) (the input pipeline is not
-measured). Each configuration makes one first call (compilation included; its
-seconds are reported), then trains ``--steps`` steps per timed run; timed runs
-go round-robin over the configurations, so a noisy machine's slow spells are
-shared; the figure is images per second of wall time, the median of
-``--repeats`` runs, and its ratio to the 1-device float32 row. The last line
+measured). Each configuration (``jaxdl.timing.train_step_runner``) makes one first
+call (compilation included; its seconds are reported), then trains ``--steps``
+steps per timed run; timed runs go round-robin over the configurations
+(``jaxdl.timing.round_robin``), so a noisy machine's slow spells are shared;
+the figure is images per second of wall time, the median of ``--repeats`` runs,
+and its ratio to the 1-device float32 row. The last line
 printed is a JSON object.
 
-On CPU the devices are simulated: before importing jax this script appends
+On CPU the devices are simulated: before JAX starts, this script appends
 ``--xla_force_host_platform_device_count=8`` to ``XLA_FLAGS`` (unless a count is
-already set there, or ``JAX_PLATFORMS`` names no CPU). The simulated devices share
-the machine's cores: on a 2-core CPU, 8 "devices" run on the same 2 cores, so the
+already set there, or ``JAX_PLATFORMS`` names no CPU; ``jaxdl.devices.simulate_cpu_devices``).
+The simulated devices share the machine's cores: on a 2-core CPU, 8 "devices" run on the same 2 cores, so the
 table is a check that sharding works and a measure of what it costs (partitioned
 convolutions, the all-reduce of the gradients, more dispatch), not a speed-up
 claim. (A gain from 1 to 2 simulated devices there shows only what the cores
@@ -44,49 +45,26 @@ minutes of CPU time), most of it in the 10-steps-per-call row.
 
 from __future__ import annotations
 
-import os
-import sys
-
-SIMULATED_DEVICES = 8
-COUNT_FLAG = "--xla_force_host_platform_device_count"
-
-
-def simulate_cpu_devices(environ=os.environ) -> None:
-    """Ask XLA's CPU backend for 8 devices; the flag is read when jax starts, so call it before."""
-    platforms = environ.get("JAX_PLATFORMS", "")
-    if COUNT_FLAG in environ.get("XLA_FLAGS", ""):
-        return  # set by the caller (tests/conftest.py, a user): theirs stands
-    if platforms and "cpu" not in platforms.lower().split(","):
-        return
-    environ["XLA_FLAGS"] = f"{environ.get('XLA_FLAGS', '')} {COUNT_FLAG}={SIMULATED_DEVICES}".strip()
-
-
-if "jax" not in sys.modules:  # XLA reads its flags when jax starts
-    simulate_cpu_devices()
-
 import argparse
 import json
+import os
 
-import harness
 import jax
 import numpy as np
 import optax
 
 import jaxdl as dl
-from jaxdl import devices
+from jaxdl import devices, timing
 from jaxdl.compiler import compiler_options
-from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import make_multi_step
 
 CLASSES, SHAPE = 10, (28, 28, 1)
 LR = 2e-3  # experiments/mnist_cnn.py's peak learning rate (its cosine schedule is left out)
 BASELINE = "float32 x1"
-# Defaults: the whole run in about 3 minutes on a 2-core CPU, where many steps per call run
-# 20x slower than one (jax-ml/jax#12868, docs/results.md), hence fewer of them there.
-CPU_STEPS, CPU_STEPS_PER_CALL = 20, 10
-ACCELERATOR_STEPS, ACCELERATOR_STEPS_PER_CALL = 500, 50
-POOL = 50  # distinct random batches on the device; longer runs go through them again
+# Defaults: the whole run in about 3 minutes on a 2-core CPU (timing.default_steps: 20 steps per timed run
+# there, 500 on GPU/TPU), where many steps per call run 20x slower than one (jax-ml/jax#12868,
+# docs/results.md), hence fewer of them there.
+CPU_STEPS_PER_CALL, ACCELERATOR_STEPS_PER_CALL = 10, 50
 
 
 def device_counts(text: str) -> list[int]:
@@ -106,7 +84,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=128, help="global batch size (a multiple of every mesh size)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps per timed run, a multiple of --steps-per-call "
-                        f"(default: {CPU_STEPS} on CPU, {ACCELERATOR_STEPS} on GPU/TPU)")
+                        f"(default: {timing.CPU_STEPS} on CPU, {timing.ACCELERATOR_STEPS} on GPU/TPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (the median is kept)")
     parser.add_argument("--steps-per-call", type=int, default=None,
                         help="steps per jitted call of the many-steps-per-call row, 0 for no such row "
@@ -119,7 +97,7 @@ def parse_args(argv=None):
     if args.steps_per_call is None:
         args.steps_per_call = CPU_STEPS_PER_CALL if cpu else ACCELERATOR_STEPS_PER_CALL
     if args.steps is None:
-        args.steps = CPU_STEPS if cpu else ACCELERATOR_STEPS
+        args.steps = timing.default_steps(jax.default_backend())
     for name in ("batch", "steps", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be positive")
@@ -130,61 +108,32 @@ def parse_args(argv=None):
     return args
 
 
-def setup(model, params, mesh, x, y, args, *, dtype: str = "float32", steps_per_call: int = 1):
-    """A ``run_steps(steps)`` training ``model`` from ``params`` on ``mesh`` over on-device batches,
-    and its first call's seconds."""
-    optimizer = optax.adam(LR)
-    state = dl.TrainState.create(params, optimizer, jax.random.key(args.seed + 1))
-    state = devices.put(state, devices.state_sharding(state, mesh))  # replicated: the mesh has no "model" axis
-    step = dl.make_train_step(mixed_precision(model, dtype), dl.softmax_cross_entropy, optimizer)
-    order = np.arange(args.steps * args.batch).reshape(args.steps, args.batch) % len(x)  # cycles through x
-    if steps_per_call > 1:  # a lax.scan over batches gathered from the data on every device
-        multi = make_multi_step(step, devices.batch_sharding(mesh))
-        data = devices.put({"x": x, "y": y}, devices.replicated(mesh))
-        calls = [devices.put(order[i : i + steps_per_call], devices.replicated(mesh))
-                 for i in range(0, args.steps, steps_per_call)]
-
-        def call(state, i):
-            return multi(state, data, calls[i])
-    else:  # one jitted step per batch, each batch already split over the "data" axis
-        steps_per_call = 1
-        calls = [devices.put({"x": x[ids], "y": y[ids]}, devices.batch_sharding(mesh)) for ids in order[:POOL]]
-
-        def call(state, i):
-            return step(state, calls[i])
-
-    def run_steps(steps):  # at least ``steps`` steps (whole calls), blocking until done
-        nonlocal state
-        for i in range(-(-steps // steps_per_call)):
-            state, metrics = call(state, i % len(calls))
-        jax.block_until_ready((state, metrics))
-
-    return harness.first_call(run_steps)
-
-
 def main(argv=None) -> dict:
+    devices.simulate_cpu_devices()  # before JAX starts (parse_args asks for its backend)
     args = parse_args(argv)
     first = jax.devices()[0]
     print(f"device: {first.device_kind} ({first.platform}), {jax.device_count()} devices, "
           f"{os.cpu_count()} CPU cores, jax {jax.__version__}, jaxdl's XLA options: {compiler_options()}")
     if first.platform == "cpu":
-        print(f"on CPU the devices are simulated ({COUNT_FLAG}): they share the {os.cpu_count()} cores, "
+        print(f"on CPU the devices are simulated ({devices.COUNT_FLAG}): they share the {os.cpu_count()} cores, "
               "so this shows sharding's overhead, not a speed-up")
     print(f"global batch {args.batch}, {args.steps} steps x {args.repeats} timed runs per configuration")
 
     rng = np.random.default_rng(args.seed)
-    examples = min(args.steps, POOL) * args.batch
+    examples = min(args.steps, timing.POOL) * args.batch
     x = rng.random((examples, *SHAPE), dtype=np.float32)
     y = rng.integers(0, CLASSES, examples).astype(np.int32)
 
     model = dl.cnn(CLASSES)
     _, params = model.init(jax.random.key(args.seed), (-1, *SHAPE))  # once: every configuration starts alike
-    setups: dict[str, tuple[harness.Runner, float]] = {}
+    setups: dict[str, tuple[timing.Runner, float]] = {}
     rows: dict[str, tuple[str, int]] = {}  # name -> (configuration, devices)
 
     def add(name, configuration, count, **kwargs):
         rows[name] = (configuration, count)
-        setups[name] = setup(model, params, devices.make_mesh(count), x, y, args, **kwargs)
+        setups[name] = timing.train_step_runner(model, params, optax.adam(LR), x, y, mesh=devices.make_mesh(count),
+                                                batch_size=args.batch, steps=args.steps,
+                                                key=jax.random.key(args.seed + 1), **kwargs)
         print(f"  {name}: first call {setups[name][1]:.2f} s", flush=True)
 
     for count in args.devices:
@@ -200,7 +149,7 @@ def main(argv=None) -> dict:
         add(f"float32 {args.steps_per_call} steps/call x1", f"float32, {args.steps_per_call} steps/call", 1,
             steps_per_call=args.steps_per_call)
 
-    rates = harness.round_robin({name: run for name, (run, _) in setups.items()}, args.steps, args.repeats, args.batch)
+    rates = timing.round_robin({name: run for name, (run, _) in setups.items()}, args.steps, args.repeats, args.batch)
     table = [
         (configuration, count, f"{rates[name]:,.0f}", f"{rates[name] / rates[BASELINE]:.2f}x", f"{setups[name][1]:.2f}")
         for name, (configuration, count) in rows.items()

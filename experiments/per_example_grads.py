@@ -39,132 +39,95 @@ from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.loop import FitResult, fit
-from jaxdl.train import (
-    TrainState,
-    make_eval_step,
-    make_per_example_train_step,
-    make_train_step,
-)
+from jaxdl.timing import steps_per_second
+from jaxdl.train import TrainState, make_eval_step, make_per_example_train_step, make_train_step
 
 MOMENTUM = 0.9
 NORM_BATCH = 500  # examples per call when measuring the training set's gradient norms
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
 LARGEST = 16  # training images shown with the largest gradients
 
-
-def parse_args(argv):
-    parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/per_example_grads", epochs=8, batch_size=256, lr=0.1, data=True,
-        scales=True,
-    )
-    parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
-    parser.add_argument("--width", type=experiment.positive_int, default=8, help="filters of the first conv (the second has twice as many)")
-    parser.add_argument("--hidden", type=experiment.positive_int, default=32, help="units of the fully connected layer")
-    parser.add_argument("--train-examples", type=experiment.positive_int, default=20_000,
-                        help="train on the first N training images (60000: all)")
-    parser.add_argument("--clip", type=experiment.positive_float, default=1.0,
-                        help="DP-SGD: each example's gradient is scaled down to at most this L2 norm")
-    parser.add_argument("--noise", type=experiment.positive_float, default=1.0,
-                        help="DP-SGD: noise multiplier; the summed clipped gradients get Gaussian noise of "
-                        "standard deviation clip * noise")
-    args = parser.parse_args(argv)
-    if args.train_examples < args.batch_size:
-        parser.error(f"--train-examples ({args.train_examples}) must be at least --batch-size ({args.batch_size})")
-    return parser, args
-
-
-def optimizers(args, noise_key: jax.Array) -> dict[str, optax.GradientTransformation]:
-    """Each run's optimizer: SGD with momentum; "clipped" and "dp_sgd" first aggregate the
-    per-example gradients as DP-SGD does (noise multiplier 0 and ``--noise``)."""
-    sgd = optax.sgd(args.lr, momentum=MOMENTUM)
-
-    def private(noise: float):
-        return optax.chain(optax.contrib.differentially_private_aggregate(args.clip, noise, noise_key), sgd)
-
-    return {"ordinary": sgd, "clipped": private(0.0), "dp_sgd": private(args.noise)}
-
-
-def gradient_norms(model, params, data: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Each training example's gradient norm at ``params`` and the class the network predicts for it."""
-    norms, outputs = per_example_gradient_norms(model, softmax_cross_entropy, params, data, batch_size=NORM_BATCH)
-    return norms, outputs.argmax(-1)
-
-
-def largest(norms: np.ndarray, k: int = LARGEST) -> np.ndarray:
-    """The indices of the ``k`` largest norms, largest first."""
-    return np.argsort(-norms, kind="stable")[:k]
-
-
-def norm_summary(norms: np.ndarray, clip: float) -> dict:
-    """Mean, quantiles and the fraction above ``clip`` (the examples DP-SGD would scale down)."""
-    return {
-        "grad_norm_mean": float(norms.mean()),
-        "grad_norm_quantiles": {f"{q:g}": float(np.quantile(norms, q)) for q in QUANTILES},
-        "grad_norm_max": float(norms.max()),
-        "fraction_clipped": float((norms > clip).mean()),
-    }
-
-
-def steps_per_s(result: FitResult) -> float:
-    """Training steps per second in the epochs after the first (which compiles the step and the
-    data pipeline); with one epoch, in that epoch without its first step."""
-    first, *rest = result.history
-    if rest:
-        return (rest[-1]["step"] - first["step"]) / max(sum(record["time_s"] for record in rest), 1e-9)
-    return (first["step"] - 1) / max(first["time_s"] - result.compile_time_s, 1e-9)
-
-
-def train(name: str, compute, params, optimizer, eval_step, data, args, state_key, checkpoints, mesh) -> FitResult:
-    """One run from ``params`` computing as ``compute`` (the model in the chosen dtype), checkpointed in ``checkpoints/name``, on the
-    devices of ``mesh``; prints its learning curve."""
-    make_step = make_train_step if name == "ordinary" else make_per_example_train_step
-    result = fit(
-        TrainState.create(params, optimizer, state_key), make_step(compute, softmax_cross_entropy, optimizer),
-        data.train, epochs=args.epochs, batch_size=args.batch_size, eval_step=eval_step, eval_data=data.test,
-        checkpoint_dir=checkpoints / name, resume=args.resume, progress=args.progress,
-        config={**experiment.member_settings(args, args.seed), "run": name}, mesh=mesh,
-    )
-    print(experiment.history_table(result.history, "test"))
-    return result
+# Settings: the shared flags with this script's defaults, and its own (--help lists them).
+parser = experiment.experiment_parser(
+    __doc__.split("\n\n")[0], out="runs/per_example_grads", epochs=8, batch_size=256, lr=0.1, data=True, scales=True,
+)
+parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
+parser.add_argument("--width", type=experiment.positive_int, default=8, help="filters of the first conv (the second has twice as many)")
+parser.add_argument("--hidden", type=experiment.positive_int, default=32, help="units of the fully connected layer")
+parser.add_argument("--train-examples", type=experiment.positive_int, default=20_000,
+                    help="train on the first N training images (60000: all)")
+parser.add_argument("--clip", type=experiment.positive_float, default=1.0,
+                    help="DP-SGD: each example's gradient is scaled down to at most this L2 norm")
+parser.add_argument("--noise", type=experiment.positive_float, default=1.0,
+                    help="DP-SGD: noise multiplier; the summed clipped gradients get Gaussian noise of "
+                    "standard deviation clip * noise")
 
 
 @experiment.script
 def main(argv=None) -> dict:
-    parser, args = parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.train_examples < args.batch_size:
+        parser.error(f"--train-examples ({args.train_examples}) must be at least --batch-size ({args.batch_size})")
     mesh = experiment.device_mesh(args, parser)
     experiment.new_or_resumed(args, parser)
-    checkpoints = args.out / "checkpoints"
+
+    # Data and model: every run starts from the same weights and sees the same batches (state_key)
     data = experiment.load_images(args, args.dataset)
     model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=0.0)
     shape = (-1, *data.train["x"].shape[1:])
     summary(model, shape)
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
-    # DP-SGD's noise draws one normal array per weight array; with XLA's RngBitGenerator ("rbg")
-    # its step compiles in about half the time it takes with JAX's default threefry.
-    noise_key = jax.random.key(args.seed, impl="rbg")
-    _, initial = model.init(init_key, shape)  # every run starts here and sees the same batches (state_key)
+    _, initial = model.init(init_key, shape)
     compute = mixed_precision(model, args.dtype)
     eval_step = make_eval_step(compute, softmax_cross_entropy)  # one for all runs: compiled once
-    norms, predicted, results = {"init": gradient_norms(compute, initial, data.train)[0]}, {}, {}
+
+    def norms_at(params) -> tuple[np.ndarray, np.ndarray]:  # every training image's gradient norm, predicted class
+        norms, outputs = per_example_gradient_norms(compute, softmax_cross_entropy, params, data.train,
+                                                    batch_size=NORM_BATCH)
+        return norms, outputs.argmax(-1)
+
+    def norm_summary(norms: np.ndarray) -> dict:  # the fraction above --clip: the examples DP-SGD scales down
+        return {"grad_norm_mean": float(norms.mean()),
+                "grad_norm_quantiles": {f"{q:g}": float(np.quantile(norms, q)) for q in QUANTILES},
+                "grad_norm_max": float(norms.max()), "fraction_clipped": float((norms > args.clip).mean())}
+
+    # The runs' optimizers: SGD with momentum; "clipped" and "dp_sgd" first aggregate the per-example
+    # gradients as DP-SGD does (noise multiplier 0 and --noise). DP-SGD's noise draws one normal array per
+    # weight array; with XLA's RngBitGenerator ("rbg") its step compiles in about half the time it takes
+    # with JAX's default threefry.
+    noise_key = jax.random.key(args.seed, impl="rbg")
+    sgd = optax.sgd(args.lr, momentum=MOMENTUM)
+    optimizers = {"ordinary": sgd, **{
+        name: optax.chain(optax.contrib.differentially_private_aggregate(args.clip, noise, noise_key), sgd)
+        for name, noise in (("clipped", 0.0), ("dp_sgd", args.noise))}}
     clipped = f"the mean of per-example gradients clipped to norm {args.clip:g}"
     about = {"ordinary": "the batch's mean gradient", "clipped": clipped,
              "dp_sgd": f"{clipped}, their sum noised (Gaussian, std {args.clip * args.noise:g})"}
-    for name, optimizer in optimizers(args, noise_key).items():
-        print(f"\n{name}: SGD lr {args.lr:g} momentum {MOMENTUM:g} on {about[name]}")
-        results[name] = train(name, compute, initial, optimizer, eval_step, data, args, state_key, checkpoints, mesh)
-        norms[name], predicted[name] = gradient_norms(compute, results[name].state.params, data.train)
 
-    base, rows = steps_per_s(results["ordinary"]), []
+    # Train: each run checkpointed in --out/checkpoints/<run>; the norms over the training set after it
+    norms, predicted, results = {"init": norms_at(initial)[0]}, {}, {}
+    for name, optimizer in optimizers.items():
+        print(f"\n{name}: SGD lr {args.lr:g} momentum {MOMENTUM:g} on {about[name]}")
+        make_step = make_train_step if name == "ordinary" else make_per_example_train_step
+        results[name] = experiment.fit_member(
+            args, runs.Member(args.seed, args.out / "checkpoints" / name), TrainState.create(initial, optimizer, state_key),
+            make_step(compute, softmax_cross_entropy, optimizer), data.train, mesh=mesh,
+            eval_step=eval_step, eval_data=data.test,
+        )
+        print(experiment.history_table(results[name].history, "test"))
+        norms[name], predicted[name] = norms_at(results[name].state.params)
+
+    # Report: accuracy, norms and speed (steps/s after the first epoch, which compiles) of each run
+    base, rows = steps_per_second(results["ordinary"]), []
     metrics = {"clip": args.clip, "noise": args.noise, "lr": args.lr, "momentum": MOMENTUM, "epochs": args.epochs,
                "batch_size": args.batch_size, "train_examples": len(data.train["y"]),
-               "init": norm_summary(norms["init"], args.clip)}
+               "init": norm_summary(norms["init"])}
     for name, result in results.items():
-        speed = steps_per_s(result)
+        speed = steps_per_second(result)
         metrics[name] = {
             "test_accuracy": result.history[-1]["val_accuracy"],
             "test_accuracy_per_epoch": [record["val_accuracy"] for record in result.history],
-            **norm_summary(norms[name], args.clip),
+            **norm_summary(norms[name]),
             "train_time_s": round(result.train_time_s, 2),
             "compile_time_s": round(result.compile_time_s, 2),
             "steps_per_s": round(speed, 2),
@@ -182,11 +145,12 @@ def main(argv=None) -> dict:
     print(format_table(("run", "test accuracy", "mean |g_i|", "median |g_i|", f"|g_i| > {args.clip:g}", "train s",
                         "steps/s", "s/step vs ordinary"), rows, right=range(1, 8)))
 
+    # Plots: the norms, the images with the largest gradients (largest first), the learning curves
     out = args.out
     viz.plot_norm_histograms({"at initialisation": norms["init"], "after ordinary training": norms["ordinary"],
-                          "after DP-SGD": norms["dp_sgd"]}, args.clip, out / "grad_norms.png",
-                         title=f"{args.dataset}: per-example gradient norms of {len(data.train['y']):,} training images")
-    top = largest(norms["ordinary"])
+                              "after DP-SGD": norms["dp_sgd"]}, args.clip, out / "grad_norms.png",
+                             title=f"{args.dataset}: per-example gradient norms of {len(data.train['y']):,} training images")
+    top = np.argsort(-norms["ordinary"], kind="stable")[:LARGEST]
     labels, guesses, top_norms = data.train["y"][top], predicted["ordinary"][top], norms["ordinary"][top]
     names = data.class_names
     viz.plot_image_grid(data.train["x"][top], out / "largest_gradients.png",

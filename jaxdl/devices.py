@@ -56,6 +56,25 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(coordinator, num_processes, process_id)
 
 
+COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def simulate_cpu_devices(count: int = 8, environ=os.environ) -> None:
+    """Ask XLA's CPU backend for ``count`` devices, by appending ``--xla_force_host_platform_device_count``
+    to ``XLA_FLAGS`` in ``environ``, unless a count is set there already (the caller's stands) or
+    ``JAX_PLATFORMS`` names no CPU. XLA reads the flag when JAX starts its backends (its first
+    computation, or ``jax.devices()``), so call it before; importing jax or jaxdl is fine.
+
+    The simulated devices share the machine's cores: they show that sharding works, not a speed-up.
+    """
+    platforms = environ.get("JAX_PLATFORMS", "")
+    if COUNT_FLAG in environ.get("XLA_FLAGS", ""):
+        return
+    if platforms and "cpu" not in platforms.lower().split(","):
+        return
+    environ["XLA_FLAGS"] = f"{environ.get('XLA_FLAGS', '')} {COUNT_FLAG}={count}".strip()
+
+
 def make_mesh(devices: int | None = None, model: int = 1) -> Mesh:
     """A mesh of the first ``devices`` devices (default: all, of every process), shaped
     (devices // model, model) with axes ``("data", "model")``."""

@@ -12,8 +12,8 @@ from experiment_scripts import load_script
 build_api = load_script(Path("docs/build_api.py"), "build_api")
 
 MODULES = ["checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "entities", "experiment",
-           "generate", "gradients", "layers", "lecture", "loop", "losses", "metrics", "models", "precision", "recurrent", "runs", "tables",
-           "train", "viz"]
+           "generate", "gradients", "layers", "lecture", "loop", "losses", "metrics", "models", "precision", "recurrent",
+           "runs", "tables", "timing", "train", "viz"]
 
 
 def test_every_public_name_has_a_docstring():

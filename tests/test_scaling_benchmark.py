@@ -1,12 +1,15 @@
 """benchmarks/scaling.py runs end to end with tiny settings: every configuration trains and
-the last line is the JSON object of images/s."""
+the last line is the JSON object of images/s; it simulates 8 CPU devices (jaxdl.devices.simulate_cpu_devices)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from jaxdl import devices
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"
 
@@ -36,19 +39,29 @@ def test_scaling_benchmark_tiny_run():
 
 
 def test_simulate_cpu_devices_appends_once():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import scaling
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
     env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-    scaling.simulate_cpu_devices(env)
+    devices.simulate_cpu_devices(8, env)
     assert env["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=8"
-    scaling.simulate_cpu_devices(env)  # already there: unchanged
+    devices.simulate_cpu_devices(8, env)  # already there: unchanged
     assert env["XLA_FLAGS"].count("device_count") == 1
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # the caller's count stands
-    scaling.simulate_cpu_devices(env)
+    devices.simulate_cpu_devices(8, env)
     assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     env = {"JAX_PLATFORMS": "cuda"}  # not the CPU: no flag
-    scaling.simulate_cpu_devices(env)
+    devices.simulate_cpu_devices(8, env)
     assert "XLA_FLAGS" not in env
+    env = {"JAX_PLATFORMS": "cuda,cpu"}
+    devices.simulate_cpu_devices(4, env)
+    assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
+
+
+@pytest.mark.slow
+def test_simulated_devices_are_there_when_jax_starts_after_the_call():
+    # A fresh process without a count in XLA_FLAGS: importing jaxdl starts no backend, so the call still counts.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = ("import jax, jaxdl; from jaxdl import devices; devices.simulate_cpu_devices(3); "
+            "print(jax.device_count())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                          env={**env, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "3"
