@@ -1,4 +1,5 @@
-"""Tests of jaxdl.data.tagging: last names from NER tags, the hand-made features, token rows."""
+"""Tests of jaxdl.data.tagging: CoNLL-2003's sentences, last names from NER tags, the hand-made
+features, vocabularies, token rows and their length buckets."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import pytest
 
 from jaxdl.data.tagging import (
     FEATURES,
+    char_vocabulary,
     encode_tokens,
     last_name_labels,
+    load_conll2003,
     marked_text,
+    split_summary,
+    tagger_data,
     token_features,
+    token_rows,
     tokenize_news,
     word_form,
+    word_vocabulary,
 )
 from jaxdl.data.text import PAD_ID, UNK_ID, Vocabulary
 
@@ -112,3 +119,56 @@ def test_marked_text_brackets_entities_and_stars_last_names():
 )
 def test_tokenize_news_splits_as_conll(text, expected):
     assert tokenize_news(text) == expected
+
+
+# ---------------------------------------------------------------- CoNLL-2003 for a tagger
+def test_load_conll2003_gives_tokens_tags_and_gold_last_names(conll2003_data_dir):
+    dev = load_conll2003("dev", data_dir=conll2003_data_dir)
+    assert len(dev["tokens"]) == len(dev["ner"]) == len(dev["last_names"]) == 3250
+    assert all(len(t) == len(n) == len(l) for t, n, l in zip(dev["tokens"], dev["ner"], dev["last_names"]))
+    assert all(isinstance(token, str) for token in dev["tokens"][0])
+    assert dev["last_names"] == [last_name_labels(tags) for tags in dev["ner"]]
+    assert sum(map(sum, dev["last_names"])) == 1842  # the last words of the dev set's people
+    assert split_summary("dev", dev) == "dev: 3,250 sentences, 51,362 tokens, 1,842 last names"
+    first = load_conll2003("dev[:10]", data_dir=conll2003_data_dir)
+    assert first["tokens"] == dev["tokens"][:10]
+
+
+def test_split_summary_counts_sentences_tokens_and_last_names():
+    split = {"tokens": [["Mr.", "Doe", "said"], ["Smith", "left"]], "last_names": [[0, 1, 0], [1, 0]]}
+    assert split_summary("train", split) == "train: 2 sentences, 5 tokens, 2 last names"
+
+
+def test_word_vocabulary_holds_word_forms_seen_often_enough_and_char_vocabulary_every_character():
+    sentences = [["The", "2", "Doe"], ["the", "7", "Smith"]]
+    words = word_vocabulary(sentences, min_count=2)
+    assert "the" in words and "0" in words  # "The" and "the"; "2" and "7"
+    assert "doe" not in words and words.id_of("doe") == UNK_ID  # seen once: <unk>, its characters stay
+    assert "doe" in word_vocabulary(sentences)
+    chars = char_vocabulary(sentences)
+    assert {"T", "t", "D", "S", "2", "7"} <= set(chars.tokens) and "d" not in chars
+
+
+def test_token_rows_encode_each_sentence():
+    sentences = [["the", "Doe"], ["Smith"]]
+    words, chars = word_vocabulary(sentences), char_vocabulary(sentences)
+    rows = token_rows(sentences, words, chars, 3)
+    assert [row.shape for row in rows] == [(2, 4), (1, 4)]
+    for row, tokens in zip(rows, sentences):
+        np.testing.assert_array_equal(row, encode_tokens(tokens, words, chars, 3))
+
+
+def test_tagger_data_buckets_token_rows_with_the_ids_of_their_tags():
+    tags = ["O", "B-PER", "I-PER", "B-LOC"]
+    sentences = [["Mr.", "John", "Doe"], ["Paris"], ["a", "b", "c", "d", "e", "f", "Smith", "."]]
+    ner = [["O", "B-PER", "I-PER"], ["B-LOC"], ["O"] * 6 + ["B-PER", "O"]]
+    words, chars = word_vocabulary(sentences), char_vocabulary(sentences)
+    data = tagger_data(token_rows(sentences, words, chars, 4), ner, tags, (4, 8))
+    short, long = data.arrays
+    assert short["x"].shape == (2, 4, 5) and long["x"].shape == (1, 8, 5)
+    assert short["index"].tolist() == [0, 1] and long["index"].tolist() == [2]
+    assert short["y"].tolist() == [[0, 1, 2, 0], [3, 0, 0, 0]]  # padded with 0
+    assert long["y"][0].tolist() == [0, 0, 0, 0, 0, 0, 1, 0]
+    assert short["lengths"].tolist() == [3, 1]
+    with pytest.raises(ValueError, match=r"tags \['B-ORG'\] are not among"):
+        tagger_data(token_rows(sentences[:1], words, chars, 4), [["O", "B-ORG", "O"]], tags, (4,))

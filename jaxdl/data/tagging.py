@@ -1,5 +1,6 @@
-"""Sequence tagging on the host: last names from NER tags, the lecture's hand-made token
-features, and token rows (a word id and its characters' ids) for a learned tagger.
+"""Sequence tagging on the host: CoNLL-2003's sentences, last names from NER tags, the
+lecture's hand-made token features, and token rows (a word id and its characters' ids) in
+length buckets for a learned tagger.
 
 The lecture's question, for each word: is it a person's last name? The gold standard
 comes from CoNLL-2003's named-entity tags (:func:`last_name_labels`); a person designs
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxdl.data.text import PAD_ID, Vocabulary, tokenize_words
+from jaxdl.data.text import PAD_ID, Buckets, Vocabulary, bucket_examples, tokenize_words
+from jaxdl.data.text_datasets import load_text_dataset
 from jaxdl.metrics import bio_spans
 
 TITLES = frozenset({
@@ -145,3 +147,51 @@ def marked_text(tokens: Sequence[str], tags: Sequence[str]) -> str:
         words[start] = "[" + words[start]
         words[end - 1] = f"{words[end - 1]}]{kind}"
     return " ".join(words)
+
+
+# ------------------------------------------------------------------------ CoNLL-2003
+def load_conll2003(split: str, *, data_dir=None, manual_dir=None) -> dict[str, list[list]]:
+    """The sentences of a CoNLL-2003 ``split`` ("train", "dev", "test", or a slice such as
+    "train[:2000]"): ``"tokens"`` and ``"ner"`` tags, a list of str per sentence, and the
+    gold ``"last_names"`` (0/1 per token, :func:`last_name_labels`). Loaded with
+    :func:`jaxdl.data.load_text_dataset` (a DataError if it cannot be had)."""
+    data = load_text_dataset("conll2003", split, data_dir=data_dir, manual_dir=manual_dir)
+    ner = [list(tags) for tags in data["ner"]]
+    return {"tokens": [list(tokens) for tokens in data["tokens"]], "ner": ner,
+            "last_names": [last_name_labels(tags) for tags in ner]}
+
+
+def split_summary(name: str, split: dict) -> str:
+    """One line of a split's counts (a :func:`load_conll2003` dict): sentences, tokens, last names."""
+    tokens = sum(len(t) for t in split["tokens"])
+    last_names = sum(map(sum, split["last_names"]))
+    return f"{name}: {len(split['tokens']):,} sentences, {tokens:,} tokens, {last_names:,} last names"
+
+
+def word_vocabulary(sentences: Sequence[Sequence[str]], *, min_count: int = 1) -> Vocabulary:
+    """The :func:`word_form` of the tokens of ``sentences`` seen at least ``min_count`` times
+    (the rest become ``<unk>`` word ids; their characters stay)."""
+    return Vocabulary.build(([word_form(t) for t in tokens] for tokens in sentences), min_count=min_count)
+
+
+def char_vocabulary(sentences: Sequence[Sequence[str]]) -> Vocabulary:
+    """Every character of the tokens of ``sentences``, capitals kept."""
+    return Vocabulary.build(list(token) for tokens in sentences for token in tokens)
+
+
+def token_rows(sentences: Sequence[Sequence[str]], words: Vocabulary, chars: Vocabulary,
+               max_chars: int) -> list[np.ndarray]:
+    """The token rows int32 (T, 1 + max_chars) of each sentence (:func:`encode_tokens`)."""
+    return [encode_tokens(tokens, words, chars, max_chars) for tokens in sentences]
+
+
+def tagger_data(rows: Sequence[np.ndarray], ner: Sequence[Sequence[str]], tags: Sequence[str],
+                boundaries: Sequence[int]) -> Buckets:
+    """Sentences in length buckets for training or scoring a tagger: ``"x"`` the token rows
+    (N_b, T_b, 1 + C) of each bucket, ``"y"`` the id of each token's tag in ``tags`` (N_b, T_b),
+    a ``"mask"`` of the real tokens. ``ner`` holds each sentence's tags, one per row of ``rows``."""
+    ids = {tag: i for i, tag in enumerate(tags)}
+    unknown = sorted({tag for sentence in ner for tag in sentence} - set(ids))
+    if unknown:
+        raise ValueError(f"tagger_data: tags {unknown} are not among the tags {list(tags)}")
+    return bucket_examples(rows, boundaries, token_columns={"y": [[ids[t] for t in sentence] for sentence in ner]})
