@@ -42,96 +42,71 @@ import jax
 import optax
 
 from jaxdl import experiment, runs, viz
-from jaxdl.gradients import layer_gradient_norms
+from jaxdl.gradients import gradient_norm_table, layer_gradient_norms
 from jaxdl.layers import ReLU, Sigmoid
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import mlp
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.loop import fit
 from jaxdl.train import TrainState, make_eval_step, make_train_step
 
-ACTIVATIONS = {"sigmoid": Sigmoid, "relu": ReLU}
-DEPTHS = (10, 20)  # hidden layers allowed: the point needs a deep network
-
-
-def parse_args(argv):
-    parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/activations", epochs=5, batch_size=128, lr=0.03, data=True, scales=True
-    )
-    parser.add_argument("--depth", type=experiment.positive_int, default=12,
-                        help=f"hidden layers, {DEPTHS[0]} to {DEPTHS[1]}")
-    parser.add_argument("--width", type=experiment.positive_int, default=64, help="units per hidden layer")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0: plain gradient descent)")
-    parser.add_argument("--train-examples", type=experiment.positive_int, default=10_000,
-                        help="train on the first N training images (60000: all)")
-    args = parser.parse_args(argv)
-    if not DEPTHS[0] <= args.depth <= DEPTHS[1]:
-        parser.error(f"--depth must be between {DEPTHS[0]} and {DEPTHS[1]} hidden layers "
-                     f"(vanishing gradients need a deep network), got {args.depth}")
-    if not 0.0 <= args.momentum < 1.0:
-        parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
-    if args.train_examples < args.batch_size:
-        parser.error(f"--train-examples ({args.train_examples}) must be at least --batch-size ({args.batch_size})")
-    return parser, args
-
-
-def load(args) -> tuple[dict, dict]:
-    """MNIST's training (the first --train-examples) and test images, flattened to (N, 784)."""
-    data = experiment.load_images(args, "mnist")
-
-    def flat(split):
-        return {"x": split["x"].reshape(len(split["x"]), -1), "y": split["y"]}
-
-    return flat(data.train), flat(data.test)
-
-
-def print_gradient_norms(norms: dict[str, dict[str, float]]) -> None:
-    """One row per layer (1 = nearest the input), one column per activation."""
-    names = list(next(iter(norms.values())))
-    rows = [(i, name, *(f"{norms[act][name]:.2e}" for act in norms)) for i, name in enumerate(names, 1)]
-    print("\n|d loss / d w| per layer at initialisation (one batch; layer 1 = nearest the input):")
-    print(format_table(("layer", "name", *norms), rows, right=(0, *range(2, 2 + len(norms)))))
-    for act, by_layer in norms.items():
-        first, last = by_layer[names[0]], by_layer[names[-1]]
-        print(f"{act}: layer 1 / layer {len(names)} = {first / last:.2e}")
+# Settings: the shared flags with this script's defaults, and its own (--help lists them).
+parser = experiment.experiment_parser(
+    __doc__.split("\n\n")[0], out="runs/activations", epochs=5, batch_size=128, lr=0.03, data=True, scales=True
+)
+parser.add_argument("--depth", type=experiment.positive_int, default=12, help="hidden layers, 10 to 20")
+parser.add_argument("--width", type=experiment.positive_int, default=64, help="units per hidden layer")
+parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0: plain gradient descent)")
+parser.add_argument("--train-examples", type=experiment.positive_int, default=10_000,
+                    help="train on the first N training images (60000: all)")
 
 
 @experiment.script
 def main(argv=None) -> dict:
-    parser, args = parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 10 <= args.depth <= 20:
+        parser.error(f"--depth must be between 10 and 20 hidden layers (vanishing gradients need a deep network), "
+                     f"got {args.depth}")
+    if not 0.0 <= args.momentum < 1.0:
+        parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.train_examples < args.batch_size:
+        parser.error(f"--train-examples ({args.train_examples}) must be at least --batch-size ({args.batch_size})")
     mesh = experiment.device_mesh(args, parser)
     experiment.new_or_resumed(args, parser)
-    checkpoints = args.out / "checkpoints"
-    train, test = load(args)
+
+    # Load: MNIST's first --train-examples training images and its test images, flattened to (N, 784)
+    data = experiment.load_images(args, "mnist")
+    train, test = ({"x": split["x"].reshape(len(split["x"]), -1), "y": split["y"]} for split in (data.train, data.test))
+
+    # Model: two MLPs of the same shape, from the very same weights (the same key for both)
+    models = {name: mlp([args.width] * args.depth, 10, activation=activation)
+              for name, activation in {"sigmoid": Sigmoid, "relu": ReLU}.items()}
     init_key, state_key = jax.random.split(jax.random.key(args.seed))
-    hidden = [args.width] * args.depth
-    input_shape = (-1, train["x"].shape[1])
-    first_batch = {name: column[: args.batch_size] for name, column in train.items()}
+    initial = {name: model.init(init_key, (-1, train["x"].shape[1]))[1] for name, model in models.items()}
     optimizer = optax.sgd(args.lr, momentum=args.momentum or None)
     print(f"{args.depth} hidden layers of {args.width} units; SGD lr {args.lr} momentum {args.momentum}, "
           f"{args.epochs} epochs of {len(train['y']) // args.batch_size} steps, batch {args.batch_size}")
 
-    models = {name: mlp(hidden, 10, activation=activation) for name, activation in ACTIVATIONS.items()}
-    # The same key for both: the two networks start from the very same weights.
-    initial = {name: model.init(init_key, input_shape)[1] for name, model in models.items()}
+    # Gradients at initialisation, on the first batch: |d loss / d w| of each layer
+    first_batch = {name: column[: args.batch_size] for name, column in train.items()}
     norms = {name: layer_gradient_norms(model, softmax_cross_entropy, initial[name], first_batch)
              for name, model in models.items()}
-    print_gradient_norms(norms)
+    print("\n|d loss / d w| per layer at initialisation (one batch; layer 1 = nearest the input):")
+    print(gradient_norm_table(norms))
 
+    # Train: both with the same budget, data order and learning rate
     results = {}
     for name, model in models.items():
         print(f"\ntraining the {name} network")
         compute = mixed_precision(model, args.dtype)
-        results[name] = fit(
-            TrainState.create(initial[name], optimizer, state_key),
-            make_train_step(compute, softmax_cross_entropy, optimizer), train,
-            epochs=args.epochs, batch_size=args.batch_size,
+        [member] = runs.members(args.out, args.seed, name=f"checkpoints/{name}")
+        results[name] = experiment.fit_member(
+            args, member, TrainState.create(initial[name], optimizer, state_key),
+            make_train_step(compute, softmax_cross_entropy, optimizer), train, mesh=mesh,
             eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=test,
-            checkpoint_dir=checkpoints / name, resume=args.resume,
-            config={**runs.identity(vars(args)), "activation": name}, progress=args.progress, mesh=mesh,
         )
 
+    # Report: the learning curves side by side, the final figures, plots
     print("\ntraining loss and test accuracy after each epoch:")
     epochs = zip(*(r.history for r in results.values()))
     rows = [(records[0]["epoch"], *(f for x in records for f in (f"{x['train_loss']:.4f}", f"{x['val_accuracy']:.2%}")))

@@ -28,60 +28,81 @@ from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.loop import FitResult, fit
 from jaxdl.train import TrainState, make_eval_step, make_train_step, predict
 
+# Settings: the shared flags with this script's defaults, and its own (--help lists them).
+parser = experiment.experiment_parser(
+    __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True, ensemble=True,
+    scales=True,
+)
+parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
+parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
+parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="units of the fully connected layer")
+parser.add_argument("--dropout", type=experiment.probability, default=0.5, help="dropout rate before the output layer")
+parser.add_argument("--shift", type=experiment.non_negative_int, default=2,
+                    help="augmentation: move training images by up to this many pixels (0: none)")
+parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
+                    help="train on the first N training images only (a quick run); default: all")
+parser.add_argument("--steps-per-call", type=experiment.positive_int, default=1,
+                    help="training steps per jitted call (a lax.scan over batches on the device): "
+                    "on a GPU, many remove the per-step dispatch; on a CPU, 1 is fastest")
 
-def parse_args(argv):
-    parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=14, batch_size=128, lr=2e-3, data=True, ensemble=True,
-        scales=True,
-    )
-    parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")
-    parser.add_argument("--width", type=experiment.positive_int, default=32, help="filters of the first conv (the second has twice as many)")
-    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="units of the fully connected layer")
-    parser.add_argument("--dropout", type=experiment.probability, default=0.5, help="dropout rate before the output layer")
-    parser.add_argument("--shift", type=experiment.non_negative_int, default=2,
-                        help="augmentation: move training images by up to this many pixels (0: none)")
-    parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
-                        help="train on the first N training images only (a quick run); default: all")
-    parser.add_argument("--steps-per-call", type=experiment.positive_int, default=1,
-                        help="training steps per jitted call (a lax.scan over batches on the device): "
-                        "on a GPU, many remove the per-step dispatch; on a CPU, 1 is fastest")
+
+@experiment.script
+def main(argv=None) -> dict:
     args = parser.parse_args(argv)
-    return parser, args
+    mesh = experiment.device_mesh(args, parser)
+    experiment.new_or_resumed(args, parser)
 
+    # Load, and the model: two conv blocks, a voting layer, the output (computing in --dtype)
+    data = experiment.load_images(args, args.dataset)
+    input_shape = (-1, *data.train["x"].shape[1:])
+    model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
+                shift=args.shift)
+    summary(model, input_shape)
+    compute = mixed_precision(model, args.dtype)
 
-def report(model, compute, members: list, data, args) -> dict:
-    """Test accuracy, a few probability distributions, and the plots of what the (first) network learned.
+    # Train: each network of the ensemble from its own seed, Adam on a cosine schedule, the test set every epoch
+    steps = args.epochs * (len(data.train["y"]) // args.batch_size)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
+    train_step = make_train_step(compute, softmax_cross_entropy, optimizer)
+    eval_step = make_eval_step(compute, softmax_cross_entropy)
+    results = []
+    for i, member in enumerate(runs.members(args.out, args.seed, args.ensemble)):
+        if args.ensemble > 1:
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {member.seed})")
+        init_key, state_key = jax.random.split(jax.random.key(member.seed))
+        _, params = model.init(init_key, input_shape)
+        result = experiment.fit_member(args, member, TrainState.create(params, optimizer, state_key), train_step,
+                                       data.train, mesh=mesh, eval_step=eval_step, eval_data=data.test,
+                                       steps_per_call=args.steps_per_call)
+        print(experiment.history_table(result.history, "test"))
+        results.append(result)
 
-    ``members`` holds each network's params; their probability distributions are averaged.
-    """
-    labels = data.test["y"]
-    each = [predict(compute, params, data.test["x"], 1000, transform=jax.nn.softmax) for params in members]
-    if len(members) > 1:
+    # Test accuracy: each network's probability distributions, and their average
+    labels, names = data.test["y"], data.class_names
+    each = [predict(compute, r.state.params, data.test["x"], 1000, transform=jax.nn.softmax) for r in results]
+    if len(results) > 1:
         print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
     probabilities = np.mean(each, axis=0)
     predicted = probabilities.argmax(-1)
     accuracy = float((predicted == labels).mean())
-    who = f"the ensemble of {len(members)}" if len(members) > 1 else "the network"
+    who = f"the ensemble of {len(results)}" if len(results) > 1 else "the network"
     print(f"test accuracy of {who}: {accuracy:.2%} ({int((predicted != labels).sum())} of {len(labels):,} wrong)")
-
     print("\nprobability distribution over the classes for the first test images:")
-    names = data.class_names
     rows = [(names[labels[i]], *(f"{p:.3f}" for p in probabilities[i]), names[predicted[i]]) for i in range(5)]
     print(format_table(("true", *names, "predicted"), rows, right=range(1, len(names) + 1)))
 
+    # What the (first) network learned: its filters, its feature maps of a digit, its worst mistakes
     out = args.out
     cm = np.asarray(confusion_matrix(labels, predicted, data.num_classes))
     viz.plot_confusion_matrix(cm, out / "confusion_matrix.png", labels=names, title=f"{args.dataset} test set")
-    params = devices.fetch(members[0])  # on the host: also where a multi-process run spread it
+    params = devices.fetch(results[0].state.params)  # on the host: also where a multi-process run spread it
     kernels = np.asarray(params["conv1"]["w"])  # (3, 3, C, width)
     viz.plot_image_grid(np.moveaxis(kernels.mean(2), -1, 0), out / "filters.png", cmap="RdBu_r", centered=True,
                         title="learned first-layer filters (3x3)")
-    digit = data.test["x"][:1]
     conv1 = dict(model.children)["conv1"]  # the trained network's own first layer
-    maps = jax.nn.relu(conv1.apply(params["conv1"], digit))
+    maps = jax.nn.relu(conv1.apply(params["conv1"], data.test["x"][:1]))
     viz.plot_image_grid(np.moveaxis(np.asarray(maps[0]), -1, 0), out / "feature_maps.png", cmap="viridis",
                         title=f"first-layer feature maps of a test '{names[labels[0]]}'")
     wrong = np.flatnonzero(predicted != labels)
@@ -91,59 +112,25 @@ def report(model, compute, members: list, data, args) -> dict:
         titles=[f"{names[labels[i]]} -> {names[predicted[i]]} ({probabilities[i, predicted[i]]:.0%})" for i in worst],
         title="the most confidently wrong test images (true -> predicted)",
     )
-    return {"test_accuracy": accuracy, "member_test_accuracies": [float((p.argmax(-1) == labels).mean()) for p in each]}
 
-
-def train(model, compute, data, args, seed: int, checkpoints, mesh) -> FitResult:
-    """One network from ``seed`` computing as ``compute`` (the model in the chosen dtype), checkpointed in ``checkpoints``, on
-    the devices of ``mesh``; prints its learning curve."""
-    steps = args.epochs * (len(data.train["y"]) // args.batch_size)
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps))
-    init_key, state_key = jax.random.split(jax.random.key(seed))
-    _, params = model.init(init_key, (-1, *data.train["x"].shape[1:]))
-    result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
-        data.train, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=data.test,
-        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress, steps_per_call=args.steps_per_call,
-        config=experiment.member_settings(args, seed), mesh=mesh,
-    )
-    print(experiment.history_table(result.history, "test"))
-    return result
-
-
-@experiment.script
-def main(argv=None) -> dict:
-    parser, args = parse_args(argv)
-    mesh = experiment.device_mesh(args, parser)
-    experiment.new_or_resumed(args, parser)
-    data = experiment.load_images(args, args.dataset)
-    model = cnn(data.num_classes, features=(args.width, 2 * args.width), hidden=args.hidden, dropout=args.dropout,
-                shift=args.shift)
-    summary(model, (-1, *data.train["x"].shape[1:]))
-    compute = mixed_precision(model, args.dtype)
-    results = []
-    for i, (seed, folder) in enumerate(runs.members(args.out, args.seed, args.ensemble)):
-        if args.ensemble > 1:
-            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train(model, compute, data, args, seed, folder, mesh))
-    metrics = report(model, compute, [result.state.params for result in results], data, args)
+    # Figures: accuracy, times, the first network's learning curves
     first = results[0]
     reached = [r["elapsed_s"] for r in first.history if r.get("val_accuracy", 0) >= 0.99]
     train_time = sum(result.train_time_s for result in results)
     trained_images = sum(int(result.state.step) for result in results) * args.batch_size
-    metrics.update({
+    metrics = {
+        "test_accuracy": accuracy,
+        "member_test_accuracies": [float((p.argmax(-1) == labels).mean()) for p in each],
         "train_time_s": round(train_time, 2),
         "compile_time_s": round(first.compile_time_s, 2),
         "images_per_s": round(trained_images / max(train_time, 1e-9), 1),
         "time_to_99_s": round(reached[0], 2) if reached else None,  # the first network's, evaluations included
         "epochs": args.epochs,
-    })
-    viz.plot_history(first.history, "loss", args.out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
-    viz.plot_history(first.history, "accuracy", args.out / "accuracy.png",
-                     title=f"{args.dataset}: accuracy (val = test set)")
-    path = runs.write_metrics(args.out, metrics)
-    print(f"\nwrote {path} and plots to {args.out}")
+    }
+    viz.plot_history(first.history, "loss", out / "loss.png", title=f"{args.dataset}: loss (val = test set)")
+    viz.plot_history(first.history, "accuracy", out / "accuracy.png", title=f"{args.dataset}: accuracy (val = test set)")
+    path = runs.write_metrics(out, metrics)
+    print(f"\nwrote {path} and plots to {out}")
     return metrics
 
 

@@ -124,7 +124,8 @@ def filter_feature_maps(images, padding: str = "VALID") -> tuple[np.ndarray, np.
     cross-correlation (the kernel is not flipped); these filters look the same after a half
     turn, so it equals the convolution.
     """
-    maps = Conv(len(FILTERS), 3, padding=padding, name="filters").apply(filter_params(), jnp.asarray(images, jnp.float32))
+    conv = Conv(len(FILTERS), 3, padding=padding, name="filters")
+    maps = conv.apply(filter_params(), jnp.asarray(images, jnp.float32))
     return np.asarray(maps), np.asarray(MaxPool(2).apply({}, maps))
 
 
