@@ -5,12 +5,13 @@ the checkpoints), sentences are padded into a few length buckets (one compiled s
 per bucket), and an embedding -> LSTM -> mean over the valid steps -> dense
 classifier is trained with Adam (deeper and bidirectional networks overfit more here:
 docs/results.md). The GLUE validation split (872 sentences, SST-2's "dev" set) is
-scored after every epoch.
+scored after every epoch. The `use` subcommand scores sentences of your own with the
+networks a run saved.
 
     python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=../shared/data
     python experiments/sentiment.py --cell gru --layers 2 --bidirectional
-    python experiments/sentiment.py --predict "a charming and often affecting journey"
-    echo "the plot is a mess" | python experiments/sentiment.py --predict -
+    python experiments/sentiment.py use "a charming and often affecting journey"
+    echo "the plot is a mess" | python experiments/sentiment.py use -
 """
 
 from __future__ import annotations
@@ -23,138 +24,104 @@ import numpy as np
 import optax
 
 from jaxdl import experiment, runs, viz
-from jaxdl.checkpoint import CheckpointError, load_checkpoint
-from jaxdl.data.text import (
-    UNK_ID,
-    Vocabulary,
-    VocabularyError,
-    bucket_examples,
-    bucket_lengths,
-    pad_batch,
-    tokenize_words,
-)
 from jaxdl.core import summary
+from jaxdl.data.text import Vocabulary, bucket_examples, bucket_lengths, encode_sentences, tokenize_words
+from jaxdl.generate import classify_sentences
 from jaxdl.losses import softmax_cross_entropy
-from jaxdl.models import CELLS, rnn_classifier
+from jaxdl.models import CELLS, from_settings, rnn_classifier
 from jaxdl.precision import mixed_precision
-from jaxdl.loop import FitResult, fit
-from jaxdl.train import TrainState, make_eval_step, make_train_step, predict
+from jaxdl.train import TrainState, make_eval_step, make_train_step
 
-MODEL_FLAGS = ("embed", "hidden", "cell", "layers", "bidirectional", "pool", "dropout", "embed_dropout", "word_dropout")
+# Settings: the shared flags with this script's defaults, then its own (--help lists them).
+parser = experiment.experiment_parser(
+    __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True, ensemble=True,
+    scales=True,
+)
+parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
+parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
+parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
+                    help="also read each sentence backward")
+parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
+parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
+parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
+parser.add_argument("--dropout", type=experiment.probability, default=0.3, help="dropout between layers and before the classifier")
+parser.add_argument("--embed-dropout", type=experiment.probability, default=0.0, help="dropout on the word vectors")
+parser.add_argument("--word-dropout", type=experiment.probability, default=0.1,
+                    help="while training, replace each word by <unk> with this probability")
+parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
+parser.add_argument("--min-count", type=experiment.positive_int, default=2,
+                    help="words seen fewer times in training become <unk>")
+parser.add_argument("--buckets", type=experiment.positive_int, default=4, help="sentence length buckets")
+parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
+                    help="train on the first N training sentences only (a quick run); default: all")
 
-
-def parse_args(argv):
-    parser = experiment.experiment_parser(
-        __doc__.split("\n\n")[0], out="runs/sentiment", epochs=4, batch_size=64, lr=2e-3, data=True, ensemble=True,
-        scales=True,
-    )
-    parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurrent cell")
-    parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
-    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
-                        help="also read each sentence backward")
-    parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
-    parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
-    parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
-    parser.add_argument("--dropout", type=experiment.probability, default=0.3, help="dropout between layers and before the classifier")
-    parser.add_argument("--embed-dropout", type=experiment.probability, default=0.0, help="dropout on the word vectors")
-    parser.add_argument("--word-dropout", type=experiment.probability, default=0.1,
-                        help="while training, replace each word by <unk> with this probability")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
-    parser.add_argument("--min-count", type=experiment.positive_int, default=2,
-                        help="words seen fewer times in training become <unk>")
-    parser.add_argument("--buckets", type=experiment.positive_int, default=4, help="sentence length buckets")
-    parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
-                        help="train on the first N training sentences only (a quick run); default: all")
-    parser.add_argument("--predict", action="append", metavar="SENTENCE",
-                        help="print P(positive) of SENTENCE with the model saved in --out (repeatable; - reads lines "
-                        "from stdin), instead of training")
-    args = parser.parse_args(argv)
-    if args.weight_decay < 0:
-        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    return parser, args
+# Using a saved run: `sentiment.py use SENTENCE... [--out DIR]`
+use_parser = experiment.use_parser(
+    "sentiment.py", "Print P(positive) of each SENTENCE, averaged over the networks a training run saved.",
+    out="runs/sentiment", texts="a sentence to score",
+)
 
 
-def build_model(vocabulary: Vocabulary, settings: dict):
-    return rnn_classifier(len(vocabulary), 2, **{name: settings[name] for name in MODEL_FLAGS})
-
-
-def encode(vocabulary: Vocabulary, sentences) -> list[list[int]]:
-    return [vocabulary.encode(tokenize_words(sentence, lower=True)) for sentence in sentences]
-
-
-def probabilities(model, members: list, vocabulary: Vocabulary, sentences) -> np.ndarray:
-    """(networks, sentences, 2) class probabilities of each network (params in ``members``)
-    of ``model`` (or the model computing in another dtype)."""
-    ids, lengths = pad_batch([ids or [UNK_ID] for ids in encode(vocabulary, sentences)])
-    inputs = {"x": ids, "lengths": lengths}
-    return np.stack([predict(model, params, inputs, 128, transform=jax.nn.softmax) for params in members])
-
-
-def run_predictions(args) -> list[float]:
-    """P(positive) of each --predict sentence, averaged over the networks saved in --out."""
-    sentences = experiment.texts_from(args.predict)
-    if not sentences:
-        sys.exit("error: --predict got no sentence")
-    try:
-        vocabulary = Vocabulary.load(args.out / "vocabulary.json")
-        checkpoints = [load_checkpoint(folder) for folder in runs.saved_members(args.out)]
-    except (VocabularyError, CheckpointError) as error:
-        sys.exit(f"error: {error}. Train a model first: python experiments/sentiment.py --out {args.out}")
-    model = build_model(vocabulary, checkpoints[0].config)
-    each = probabilities(model, [checkpoint.state["params"] for checkpoint in checkpoints], vocabulary, sentences)
+def use(argv) -> list[float]:
+    """P(positive) of each sentence, averaged over the networks saved in --out (printed too)."""
+    args = use_parser.parse_args(argv)
+    sentences = experiment.texts_from(args.texts)
+    run = runs.load_run(args.out, lambda settings, vocabularies: from_settings(
+        rnn_classifier, settings, len(vocabularies["vocabulary"]), 2), vocabularies=("vocabulary",))
+    each = classify_sentences(run.model, run.members, run.vocabularies["vocabulary"], sentences)
     positive = each.mean(0)[:, 1]
     for sentence, p in zip(sentences, positive):
         print(f"{p:.3f}  {sentence}")
     return [float(p) for p in positive]
 
 
-def train_network(model, compute, train_data, dev_data, args, seed: int, checkpoints, mesh) -> FitResult:
-    """One network of ``model`` from ``seed``, computing as ``compute`` (the model in the chosen
-    dtype), checkpointed in ``checkpoints``, on the devices of ``mesh``; prints its learning curve."""
-    steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
-    optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
-    init_key, state_key = jax.random.split(jax.random.key(seed))
-    _, params = model.init(init_key, (-1, train_data.boundaries[-1]))
-    result = fit(
-        TrainState.create(params, optimizer, state_key), make_train_step(compute, softmax_cross_entropy, optimizer),
-        train_data, epochs=args.epochs, batch_size=args.batch_size,
-        eval_step=make_eval_step(compute, softmax_cross_entropy), eval_data=dev_data,
-        checkpoint_dir=checkpoints, resume=args.resume, progress=args.progress,
-        config=experiment.member_settings(args, seed), mesh=mesh,
-    )
-    print(experiment.history_table(result.history, "dev"))
-    return result
-
-
 @experiment.script
-def main(argv=None) -> dict:
-    parser, args = parse_args(argv)
-    if args.predict:
-        return {"p_positive": run_predictions(args)}
+def main(argv=None) -> dict | list:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [experiment.USE]:
+        return use(argv[1:])
+    args = parser.parse_args(argv)
+    if args.weight_decay < 0:
+        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     mesh = experiment.device_mesh(args, parser)
     experiment.new_or_resumed(args, parser)
+
+    # Load: the sentences, their words' ids (the vocabulary saved with the run), length buckets
     split = f"train[:{args.train_examples}]" if args.train_examples else "train"
     train, dev = experiment.load_text(args, "glue/sst2", split), experiment.load_text(args, "glue/sst2", "validation")
     vocabulary = runs.run_vocabulary(args.out, "vocabulary.json", resume=args.resume, build=lambda: Vocabulary.build(
         (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
     ))
-    train_ids, dev_ids = encode(vocabulary, train["sentence"]), encode(vocabulary, dev["sentence"])
+    train_ids, dev_ids = encode_sentences(vocabulary, train["sentence"]), encode_sentences(vocabulary, dev["sentence"])
     boundaries = bucket_lengths([len(ids) for ids in train_ids], args.buckets)
     train_data = bucket_examples(train_ids, boundaries, columns={"y": train["label"].astype(np.int32)})
     dev_data = bucket_examples(dev_ids, boundaries, columns={"y": dev["label"].astype(np.int32)})
     print(f"SST-2: {train_data.size:,} training and {dev_data.size:,} dev sentences; vocabulary of "
           f"{len(vocabulary):,} words (seen >= {args.min_count} times); length buckets {boundaries}")
 
-    model = build_model(vocabulary, vars(args))
+    # Model: the classifier of the flags, computing in --dtype
+    model = from_settings(rnn_classifier, vars(args), len(vocabulary), 2)
     summary(model, (-1, boundaries[-1]))
     compute = mixed_precision(model, args.dtype)
-    results = []
-    for i, (seed, folder) in enumerate(runs.members(args.out, args.seed, args.ensemble)):
-        if args.ensemble > 1:
-            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {seed})")
-        results.append(train_network(model, compute, train_data, dev_data, args, seed, folder, mesh))
 
-    each = probabilities(compute, [result.state.params for result in results], vocabulary, dev["sentence"])
+    # Train: each network from its seed, AdamW with a cosine decay over all the steps
+    steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
+    optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
+    train_step = make_train_step(compute, softmax_cross_entropy, optimizer)
+    eval_step = make_eval_step(compute, softmax_cross_entropy)
+    results = []
+    for i, member in enumerate(runs.members(args.out, args.seed, args.ensemble)):
+        if args.ensemble > 1:
+            print(f"\nnetwork {i + 1} of {args.ensemble} (seed {member.seed})")
+        init_key, state_key = jax.random.split(jax.random.key(member.seed))
+        _, params = model.init(init_key, (-1, boundaries[-1]))
+        result = experiment.fit_member(args, member, TrainState.create(params, optimizer, state_key), train_step,
+                                       train_data, mesh=mesh, eval_step=eval_step, eval_data=dev_data)
+        print(experiment.history_table(result.history, "dev"))
+        results.append(result)
+
+    # Report: the dev accuracy of each network and of their averaged probabilities
+    each = classify_sentences(compute, [result.state.params for result in results], vocabulary, dev["sentence"])
     labels = dev["label"]
     member_accuracies = [float((p.argmax(-1) == labels).mean()) for p in each]
     accuracy = float((each.mean(0).argmax(-1) == labels).mean())

@@ -1,12 +1,15 @@
-"""What a language model writes and how likely it finds a text: sampling, log-likelihoods,
-and the word that fits a blank best.
+"""What a trained text model says about texts: a classifier's class probabilities of
+sentences; what a language model writes, how likely it finds a text, and the word that
+fits a blank best.
 
-A language model maps token ids (N, T) to the logits of the next token at each step
-(N, T, V), as :func:`jaxdl.models.char_language_model` does. Sampling feeds its own output
-back one token at a time, so it runs the same network built with ``stream=True`` (its
-recurrent state carried from call to call; the params are the same). Token ids come from
-a :class:`jaxdl.data.text.Vocabulary`; the text functions read a text as if it followed
-the ``context`` tokens (a newline: "at the start of a line").
+A classifier maps word ids (N, T) and their ``lengths`` to class logits (N, C), as
+:func:`jaxdl.models.rnn_classifier` does. A language model maps token ids (N, T) to the
+logits of the next token at each step (N, T, V), as :func:`jaxdl.models.char_language_model`
+does. Sampling feeds its own output back one token at a time, so it runs the same network
+built with ``stream=True`` (its recurrent state carried from call to call; the params are
+the same). Token ids come from a :class:`jaxdl.data.text.Vocabulary`; the language-model
+functions read a text as if it followed the ``context`` tokens (:func:`start_of_line`:
+"at the start of a line").
 """
 
 from __future__ import annotations
@@ -22,10 +25,35 @@ from jaxdl import devices
 from jaxdl.compiler import jit
 from jaxdl.core import Layer, initial_state
 from jaxdl.data import eval_batches
-from jaxdl.data.text import PAD_ID, UNK_ID, Vocabulary, VocabularyError, pad_batch, tokenize_chars
+from jaxdl.data.text import PAD_ID, UNK_ID, Vocabulary, VocabularyError, encode_sentences, pad_batch, tokenize_chars
+from jaxdl.train import predict
 
 Tokenize = Callable[[str], list]
 BLANK = re.compile(r"_{2,}")  # a blank to fill: two underscores or more
+LINE_STARTS = ("\n", " ")  # what a text is read after, the first a vocabulary holds: the start of a line
+
+
+def classify_sentences(model: Layer, members: Sequence, vocabulary: Vocabulary, sentences: Sequence[str], *,
+                       lower: bool = True, batch_size: int = 128) -> np.ndarray:
+    """The class probabilities (K, N, C) that each of K networks of ``model`` (their params in
+    ``members``) gives each of N ``sentences``: average over axis 0 for an ensemble's.
+
+    The sentences are encoded as a classifier's training data was (:func:`encode_sentences`:
+    words and punctuation, lower-cased if ``lower``), an empty one read as one ``<unk>``, padded
+    into one batch with their ``lengths``, and scored ``batch_size`` at a time.
+    """
+    if len(sentences) == 0:
+        raise ValueError("no sentence to classify")
+    ids, lengths = pad_batch([ids or [UNK_ID] for ids in encode_sentences(vocabulary, sentences, lower=lower)])
+    inputs = {"x": ids, "lengths": lengths}
+    return np.stack([predict(model, params, inputs, batch_size, transform=jax.nn.softmax) for params in members])
+
+
+def start_of_line(vocabulary: Vocabulary) -> tuple[str]:
+    """The context to read a prompt or a sentence after, so that it begins a line: a newline,
+    else a space, else the vocabulary's first (most frequent) token."""
+    known = [token for token in LINE_STARTS if token in vocabulary]
+    return (known[0] if known else vocabulary.tokens[2],)
 
 
 def _sample(stream: Layer, length: int, forbidden: tuple, params, prompt, key, temperature):

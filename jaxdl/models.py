@@ -8,7 +8,8 @@ token, and a character-level language model.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import inspect
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -263,3 +264,14 @@ def char_language_model(
         Dense(vocab_size, name="output"),
         name="char_language_model",
     )
+
+
+def from_settings(build: Callable[..., Layer], settings: Mapping, *args, **kwargs) -> Layer:
+    """``build(*args, **kwargs)`` with the keyword-only arguments of ``build`` that a run's
+    ``settings`` (its flags by name, as its checkpoints keep them) hold, unless ``kwargs``
+    gives them: the model the run trained, rebuilt. E.g.
+    ``from_settings(rnn_classifier, settings, len(vocabulary), 2)``, or
+    ``from_settings(char_language_model, settings, len(vocabulary), stream=True)``."""
+    names = {name for name, parameter in inspect.signature(build).parameters.items()
+             if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in kwargs}
+    return build(*args, **{name: value for name, value in settings.items() if name in names}, **kwargs)

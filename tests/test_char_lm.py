@@ -1,4 +1,5 @@
-"""The character language model (jaxdl.models) and experiments/char_lm.py: stepping, sampling, --fill, a real run."""
+"""The character language model (jaxdl.models): stepping, rebuilding it from a run's settings;
+experiments/char_lm.py: training, resuming, and its use subcommand (writing, filling a blank), a real run."""
 
 import json
 
@@ -11,7 +12,7 @@ from tiers import unit_tier
 
 from jaxdl.data.text import Vocabulary, lm_windows
 from jaxdl.core import abstract_init, initial_state
-from jaxdl.models import char_language_model
+from jaxdl.models import char_language_model, from_settings
 
 char_lm = load_experiment("char_lm")
 
@@ -27,7 +28,7 @@ def tiny_run(tmp_path_factory):
     text.write_text("to be or not to be. " * 300)
     out = folder / "run"
     flags = ["--text", str(text), "--out", str(out), "--hidden", "32", "--embed", "16", "--window", "32",
-             "--batch-size", "16", "--lr", "1e-2", "--warmup", "0", "--end-sample", "0", "--no-progress"]
+             "--batch-size", "16", "--lr", "1e-2", "--warmup", "0", "--end-sample", "40", "--no-progress"]
     char_lm.main([*flags, "--epochs", "3"])
     metrics = char_lm.main([*flags, "--epochs", "4", "--resume"])
     return out, flags, metrics
@@ -61,19 +62,36 @@ def test_the_streaming_model_reading_one_character_at_a_time_gives_the_full_sequ
     assert float(jnp.abs(full[:, 1:] - full[:, :1]).max()) > 1e-3  # the state matters: steps differ
 
 
+def test_from_settings_rebuilds_the_language_model_of_a_runs_settings():
+    run_settings = {**SETTINGS, "window": 32, "lr": 0.01, "text": "to_be.txt", "vocab_size": 99}  # flags of all kinds
+    model, stream = from_settings(char_language_model, run_settings, 11), from_settings(
+        char_language_model, run_settings, 11, stream=True)
+    _, params = model.init(jax.random.key(0), (-1, 5))
+    _, expected = char_language_model(11, **SETTINGS).init(jax.random.key(0), (-1, 5))
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, expected)
+    assert not model.stateful and stream.stateful
+    gru = from_settings(char_language_model, {**run_settings, "cell": "gru"}, 11)
+    assert jax.tree.map(jnp.shape, gru.init(jax.random.key(0), (-1, 5))[1]) != jax.tree.map(jnp.shape, params)
+
+
 # ------------------------------------------------------------------- the script
 @pytest.mark.slow
-def test_fill_ranks_the_right_word_first(tiny_run, capsys):
+def test_use_ranks_the_fills_of_a_blank_and_continues_a_prompt(tiny_run, capsys):
     out, _, metrics = tiny_run
     assert metrics["val_loss"] < 0.5  # the sentence repeats: the model has learned it
     capsys.readouterr()
-    ranked = char_lm.main(["--out", str(out), "--fill", "to be or not to __. to be"])["fill"]
+    ranked, written = char_lm.main(["use", "to be or not to __. to be", "not to", "--out", str(out), "--length", "30",
+                                    "--temperature", "0"])
     assert ranked[0][0] == "be"
     assert sorted(word for word, _ in ranked) == ["be", "not", "or", "to"]  # words.json: the text's words
+    assert written.startswith(" be. to be") and len(written) == 30  # the most likely characters
     printed = capsys.readouterr().out
-    assert "1  be" in printed
-    ranked = char_lm.main(["--out", str(out), "--fill", "__ be or not", "--candidates", "be,to,or"])["fill"]
-    assert ranked[0][0] == "to"
+    assert "1  be" in printed and "not to" + written in printed
+    [ranked] = char_lm.main(["use", "__ be or not", "--candidates", "be,to,or", "--out", str(out)])
+    assert ranked[0][0] == "to" and len(ranked) == 3
+    hot = ["--out", str(out), "--length", "200", "--temperature", "5"]  # flat distributions: the seed shows
+    sampled = char_lm.main(["use", "to", "to", *hot, "--seed", "1"])
+    assert sampled[0] == sampled[1] != char_lm.main(["use", "to", *hot, "--seed", "2"])[0]
 
 
 @pytest.mark.slow
@@ -93,44 +111,60 @@ def test_a_new_run_refuses_to_overwrite_an_old_one(tiny_run, capsys):
     assert "add --resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sentence", ["to be or not to be", "__ or __", ""])
-def test_fill_needs_exactly_one_blank(sentence, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        char_lm.main(["--out", str(tmp_path), "--fill", sentence])
-    assert exit_info.value.code == 2
-    assert 'exactly one blank "__"' in capsys.readouterr().err
-
-
 @pytest.mark.slow
-def test_unknown_characters_in_a_prompt_or_a_candidate_end_with_a_clear_message(tiny_run):
+def test_unknown_characters_in_a_prompt_or_a_candidate_end_with_one_error_line(tiny_run):
     out, _, _ = tiny_run
-    with pytest.raises(SystemExit) as exit_info:
-        char_lm.main(["--out", str(out), "--sample", "10", "--prompt", "ROMEO:"])
-    assert "the prompt 'ROMEO:' holds tokens the vocabulary does not: ':', 'E', 'M', 'O', 'R'" in str(
-        exit_info.value.code)
-    with pytest.raises(SystemExit) as exit_info:
-        char_lm.main(["--out", str(out), "--fill", "to __", "--candidates", "be,die"])
-    assert "the candidate 'die' holds tokens the vocabulary does not: 'd', 'i'" in str(exit_info.value.code)
-
-
-def test_sample_without_a_trained_model_says_what_to_do(tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        char_lm.main(["--out", str(tmp_path), "--sample", "100"])
-    assert "Train a model first: python experiments/char_lm.py --out" in str(exit_info.value.code)
-
-
-def test_other_usage_errors(tmp_path, capsys):
-    for flags, message in [(["--candidates", "be,die"], "--candidates goes with --fill"),
-                           (["--temperature", "-1", "--sample", "3"], "--temperature must be a finite number >= 0"),
-                           (["--dropout", "1"], "--dropout is a probability")]:
+    for texts, said in [(["ROMEO:"], "error: the prompt 'ROMEO:' holds tokens the vocabulary does not: ':', 'E', 'M', 'O', 'R'"),
+                        (["to __", "--candidates", "be,die"],
+                         "error: the candidate 'die' holds tokens the vocabulary does not: 'd', 'i'")]:
         with pytest.raises(SystemExit) as exit_info:
-            char_lm.main([*flags, "--out", str(tmp_path)])
-        assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+            char_lm.main(["use", *texts, "--out", str(out)])
+        assert str(exit_info.value.code).startswith(said) and "\n" not in str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("texts, message", [(["ROMEO:"], "error: no trained run in "),
+                                            (["To be, or not to __"], "error: no trained run in "),
+                                            ([" "], "error: no text to use the run on")])
+def test_use_without_a_trained_run_or_a_text_ends_with_one_error_line(texts, message, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main(["use", *texts, "--out", str(tmp_path)])
+    assert str(exit_info.value.code).startswith(message) and "\n" not in str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["__ or __"], 'a sentence to fill holds exactly one blank "__"'),
+    (["to be", "--candidates", "be,die"], "--candidates names the words for a blank"),
+    (["to __", "--candidates", " , "], "--candidates names the words for a blank"),
+    (["ROMEO:", "--temperature", "-1"], "--temperature must be a finite number >= 0"),
+    (["ROMEO:", "--temperature", "nan"], "--temperature must be a finite number >= 0"),
+    (["ROMEO:", "--length", "-3"], "argument --length: expected an integer >= 0"),
+    ([], "the following arguments are required: TEXT"),
+])
+def test_use_usage_errors(arguments, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main(["use", *arguments, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [(["--dropout", "1"], "argument --dropout: expected a probability of dropping"),
+                                            (["--sample", "3"], "unrecognized arguments: --sample 3")])
+def test_training_usage_errors(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main([*flags, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_text_too_short_to_validate_ends_with_one_error_line(tmp_path):
+    (tmp_path / "short.txt").write_text("to be or not to be")
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main(["--text", str(tmp_path / "short.txt"), "--out", str(tmp_path / "run"), "--devices", "1"])
+    assert str(exit_info.value.code).startswith("error: the text file ") and "too few" in str(exit_info.value.code)
 
 
 # ------------------------------------------------------------------------ a real run
-def test_quick_run_on_tiny_shakespeare_then_sample_and_fill(tmp_path, tiny_shakespeare_data_dir, capsys):
+def test_quick_run_on_tiny_shakespeare_then_use(tmp_path, tiny_shakespeare_data_dir, capsys):
     out = tmp_path / "run"
     metrics = char_lm.main(["--devices", "1", "--data-dir", str(tiny_shakespeare_data_dir), "--out", str(out), "--train-chars", "40000",
                             "--window", "32", "--batch-size", "32", "--hidden", "32", "--embed", "16", "--epochs", "1",
@@ -141,10 +175,11 @@ def test_quick_run_on_tiny_shakespeare_then_sample_and_fill(tmp_path, tiny_shake
         assert isinstance(on_disk[key], float), key
     assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
     assert 40 < len(Vocabulary.load(out / "vocabulary.json")) <= 67  # <= 65 characters, <pad> and <unk>
-    capsys.readouterr()
-    result = char_lm.main(["--out", str(out), "--sample", "50", "--prompt", "ROMEO:", "--fill", "To be, or not to __"])
-    assert len(result["sample"]) == 50
-    assert 100 < len(result["fill"]) <= 1500  # the most frequent words of the (cut) training text
     printed = capsys.readouterr().out
-    assert "ROMEO:" + result["sample"] in printed
-    assert f"the 10 most likely of {len(result['fill'])} candidates" in printed
+    assert "a sample (temperature 0.8):\nROMEO:" in printed  # after training, from the default prompt
+    sample, fills = char_lm.main(["use", "ROMEO:", "To be, or not to __", "--out", str(out), "--length", "50"])
+    assert len(sample) == 50
+    assert 100 < len(fills) <= 1500  # the most frequent words of the (cut) training text
+    printed = capsys.readouterr().out
+    assert "ROMEO:" + sample in printed
+    assert f"the 10 most likely of {len(fills)} candidates" in printed

@@ -1,4 +1,5 @@
-"""jaxdl.generate: sampling from a language model, log-likelihoods, and filling a blank."""
+"""jaxdl.generate: a classifier's probabilities of sentences; sampling from a language model,
+log-likelihoods, filling a blank, and the context a text is read after."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 
 from jaxdl.data.text import Vocabulary, VocabularyError
-from jaxdl.generate import generate, log_likelihoods, rank_fills, sample
-from jaxdl.models import char_language_model
+from jaxdl.generate import classify_sentences, generate, log_likelihoods, rank_fills, sample, start_of_line
+from jaxdl.models import char_language_model, rnn_classifier
 
 VOCABULARY = Vocabulary(["<pad>", "<unk>", *"\nabcdeor t."])
 SETTINGS = {"embed": 8, "hidden": 16, "cell": "lstm", "layers": 2, "dropout": 0.2}
@@ -82,3 +83,37 @@ def test_the_blank_is_filled_by_each_candidate_and_ranked_by_the_whole_sentence(
             rank_fills(model, params, VOCABULARY, sentence, ["be"])
     with pytest.raises(VocabularyError, match="the candidate 'Zed' holds tokens the vocabulary does not: 'Z'"):
         rank_fills(model, params, VOCABULARY, "to __", ["be", "Zed"])
+
+
+def test_the_context_of_a_text_is_the_start_of_a_line():
+    assert start_of_line(VOCABULARY) == ("\n",)
+    assert start_of_line(Vocabulary(["<pad>", "<unk>", "a", " ", "b"])) == (" ",)
+    assert start_of_line(Vocabulary(["<pad>", "<unk>", "e", "t"])) == ("e",)  # the most frequent token
+
+
+WORDS = Vocabulary(["<pad>", "<unk>", "a", "good", "film", "bad", "."])
+
+
+@pytest.fixture(scope="module")
+def classifiers():
+    """An untrained 3-class rnn_classifier over WORDS and two networks' params."""
+    model = rnn_classifier(len(WORDS), 3, embed=8, hidden=8, layers=1, bidirectional=False, dropout=0.0)
+    return model, [model.init(jax.random.key(seed), (-1, 8))[1] for seed in (0, 1)]
+
+
+def test_classify_sentences_gives_each_networks_probabilities_of_each_sentence_alone(classifiers):
+    model, members = classifiers
+    sentences = np.array(["A good film.", "a bad , bad film", "", "Good"])  # as a dataset's column
+    each = classify_sentences(model, members, WORDS, sentences, batch_size=2)  # two batches
+    assert each.shape == (2, 4, 3)
+    np.testing.assert_allclose(each.sum(-1), 1.0, rtol=1e-5)
+    assert not np.allclose(each[0], each[1])  # two networks
+    rows = [[2, 3, 4, 6], [2, 5, 1, 5, 4], [1], [3]]  # lower-cased words; "," and an empty sentence: <unk>
+    for k, params in enumerate(members):
+        for n, ids in enumerate(rows):
+            logits = model.apply(params, jnp.asarray([ids]), lengths=jnp.asarray([len(ids)]))[0]
+            np.testing.assert_allclose(each[k, n], jax.nn.softmax(logits), rtol=1e-5, atol=1e-6)
+    cased = classify_sentences(model, members[:1], WORDS, ["Good"], lower=False)[0, 0]  # "Good": unknown
+    np.testing.assert_allclose(cased, each[0, 2], rtol=1e-5)
+    with pytest.raises(ValueError, match="no sentence to classify"):
+        classify_sentences(model, members, WORDS, [])

@@ -1,4 +1,5 @@
-"""The recurrent classifier, fit/evaluate over length buckets, and experiments/sentiment.py."""
+"""The recurrent classifier, fit/evaluate over length buckets, rebuilding it from a run's settings,
+and experiments/sentiment.py (training, and its use subcommand)."""
 
 import json
 
@@ -11,8 +12,9 @@ import pytest
 import jaxdl as dl
 from experiment_scripts import load_experiment
 from jaxdl import runs
-from jaxdl.data.text import bucket_examples
-from jaxdl.models import rnn_classifier
+from jaxdl.data.text import Vocabulary, bucket_examples
+from jaxdl.generate import classify_sentences
+from jaxdl.models import from_settings, rnn_classifier
 
 sentiment = load_experiment("sentiment")
 
@@ -113,13 +115,40 @@ def test_unknown_cell_is_refused():
         rnn_classifier(10, 2, cell="transformer")
 
 
-def test_predict_without_a_trained_model_says_what_to_do(tmp_path):
+def test_from_settings_rebuilds_the_classifier_of_a_runs_settings(classifier):
+    """A run's settings hold flags of every kind; the model's keyword-only arguments are taken
+    from them, the rest ignored (the vocabulary size and class count are given)."""
+    model, state = classifier
+    settings = {"embed": 16, "hidden": 16, "layers": 1, "dropout": 0.0, "cell": "lstm", "bidirectional": True,
+                "pool": "mean", "embed_dropout": 0.0, "word_dropout": 0.0, "lr": 0.1, "seed": 3, "num_classes": 7}
+    rebuilt = from_settings(rnn_classifier, settings, 20, 2)
+    assert jax.tree.structure(rebuilt.init(jax.random.key(0), (-1, 16))[1]) == jax.tree.structure(state.params)
+    ids, lengths = jnp.array([[5, 2, 7, 0]]), jnp.array([3])
+    np.testing.assert_array_equal(rebuilt.apply(state.params, ids, lengths=lengths),
+                                  model.apply(state.params, ids, lengths=lengths))
+    one_way = from_settings(rnn_classifier, settings, 20, 2, bidirectional=False)  # given arguments win
+    assert "backward" not in one_way.init(jax.random.key(0), (-1, 16))[1]["rnn"]["layer1"]
+    assert from_settings(rnn_classifier, {**settings, "hidden": 8}, 20, 2).init(
+        jax.random.key(0), (-1, 16))[1]["output"]["w"].shape == (16, 2)  # 8 per direction
+
+
+@pytest.mark.parametrize("texts, message", [(["great film"], "error: no trained run in "),
+                                            (["  ", ""], "error: no text to use the run on")])
+def test_use_without_a_trained_run_or_a_text_ends_with_one_error_line(texts, message, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        sentiment.main(["--out", str(tmp_path), "--predict", "great film"])
-    assert "Train a model first" in str(exit_info.value.code)
+        sentiment.main(["use", *texts, "--out", str(tmp_path)])
+    said = str(exit_info.value.code)
+    assert said.startswith(message) and "\n" not in said
 
 
-def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsys):
+def test_use_needs_a_text(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sentiment.main(["use"])
+    assert exit_info.value.code == 2
+    assert "sentiment.py use: error: the following arguments are required: TEXT" in capsys.readouterr().err
+
+
+def test_quick_ensemble_on_real_sst2_then_use(tmp_path, sst2_data_dir, capsys):
     out = tmp_path / "run"
     metrics = sentiment.main(["--epochs", "2", "--devices", "1", "--train-examples", "6000", "--lr", "5e-3", "--hidden", "32",
                               "--embed", "32", "--ensemble", "2", "--out", str(out),
@@ -133,15 +162,18 @@ def test_quick_ensemble_on_real_sst2_then_predict(tmp_path, sst2_data_dir, capsy
     members = [out / "checkpoints" / "member1", out / "checkpoints" / "member2"]
     assert runs.saved_members(out) == members
     capsys.readouterr()
-    sentence = "a gorgeous , witty , seductive movie ."
-    p_positive = sentiment.main(["--out", str(out), "--predict", sentence, "--predict", ""])["p_positive"]
-    assert "a gorgeous , witty" in capsys.readouterr().out
-    vocabulary = sentiment.Vocabulary.load(out / "vocabulary.json")
+    sentences = ["a gorgeous , witty , seductive movie .", "the plot is a mess and the acting is even worse ."]
+    p_positive = sentiment.main(["use", *sentences, "", "--out", str(out)])  # a blank text is skipped
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split("  ", 1)[1] for line in printed] == sentences
+    assert [float(line.split()[0]) for line in printed] == pytest.approx(p_positive, abs=5e-4)
+    assert p_positive[0] > p_positive[1]  # the praise above the pan (a weak quick network: near 0.5 both)
+    vocabulary = Vocabulary.load(out / "vocabulary.json")
     checkpoints = [dl.load_checkpoint(folder) for folder in members]
-    model = sentiment.build_model(vocabulary, checkpoints[0].config)
-    each = sentiment.probabilities(model, [c.state["params"] for c in checkpoints], vocabulary, [sentence])
-    assert each.shape == (2, 1, 2) and each[0, 0, 1] != each[1, 0, 1]
-    np.testing.assert_allclose(p_positive, [each[:, 0, 1].mean()], rtol=1e-6)  # the networks' average
+    model = from_settings(rnn_classifier, checkpoints[0].config, len(vocabulary), 2)
+    each = classify_sentences(model, [c.state["params"] for c in checkpoints], vocabulary, sentences)
+    assert each.shape == (2, 2, 2) and each[0, 0, 1] != each[1, 0, 1]
+    np.testing.assert_allclose(p_positive, each[:, :, 1].mean(0), rtol=1e-6)  # the networks' average
 
 
 def test_predict_over_buckets_gives_each_example_in_input_order(classifier):

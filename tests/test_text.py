@@ -1,4 +1,5 @@
-"""Tests of jaxdl.data.text: tokenisers, the vocabulary and its file, padding, buckets, masks, LM windows."""
+"""Tests of jaxdl.data.text: tokenisers, the vocabulary and its file, padding, buckets, masks, LM windows,
+a language model's texts and frequent words."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxdl.data import DataError
 from jaxdl.data.text import (
     PAD,
     PAD_ID,
@@ -25,8 +27,11 @@ from jaxdl.data.text import (
     bucket_examples,
     bucket_lengths,
     covering_lengths,
+    encode_sentences,
+    frequent_words,
     lm_eval_windows,
     lm_windows,
+    load_texts,
     pad_batch,
     sequence_mask,
     tokenize_chars,
@@ -608,3 +613,48 @@ def test_covering_lengths_keep_the_shorter_boundaries_and_hold_the_longest():
     assert covering_lengths((8, 16, 32, 48), 20) == (8, 16, 24)
     assert covering_lengths((), 5) == (8,)
     assert covering_lengths((8, 16), 16, multiple=4) == (8, 16)
+
+
+# ------------------------------------------------------------- sentences and a language model's texts
+def test_encode_sentences_lower_cases_and_tokenises_as_the_vocabulary_was_built():
+    vocabulary = Vocabulary.build([tokenize_words("it 's a charming , charming film .", lower=True)])
+    assert encode_sentences(vocabulary, ["A charming FILM!", "", "It 's"]) == [
+        vocabulary.encode(["a", "charming", "film"]) + [UNK_ID],  # "!" is unknown
+        [],
+        [vocabulary.id_of("it"), vocabulary.id_of("'s")],
+    ]
+    assert encode_sentences(vocabulary, ["A film"], lower=False) == [[UNK_ID, vocabulary.id_of("film")]]
+
+
+def test_frequent_words_are_plain_words_most_frequent_first():
+    text = "O'er the hill, the hill; 'tis the 2nd hill o' the day. Thou'rt THE one_two hill, the end"
+    words = frequent_words(text, 3)
+    assert words.tokens == (PAD, UNK, "the", "hill", "O'er")  # 5, 4, then ties by the word itself; case kept
+    every = frequent_words(text, 100).tokens[2:]
+    assert set(every) == {"the", "hill", "O'er", "day", "Thou'rt", "THE", "end"}  # not 'tis, o', 2nd, one_two
+    with pytest.raises(ValueError, match="count must be a positive int"):
+        frequent_words(text, 0)
+
+
+def test_load_texts_of_a_file_validate_on_its_last_twentieth(tmp_path):
+    path = tmp_path / "book.txt"
+    text = "".join(chr(ord("a") + i % 26) for i in range(1000)) + "é"
+    path.write_text(text, encoding="utf-8")
+    train, validation, source = load_texts(path, min_chars=10)
+    assert (train, validation, source) == (text[:951], text[951:], str(path))  # 1001 // 20 = 50 characters
+    assert load_texts(path, min_chars=100)[1] == text[-100:]  # at least min_chars validate
+    assert load_texts(path, min_chars=10, train_chars=30)[:2] == (text[:30], text[951:])  # only training is cut
+    with pytest.raises(DataError, match=r"holds 1,001 characters: too few .* \(it needs 1002\)"):
+        load_texts(path, min_chars=501)
+    with pytest.raises(DataError, match="cannot read the text file"):
+        load_texts(tmp_path / "missing.txt")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match="cannot read the text file .*latin1.txt"):
+        load_texts(tmp_path / "latin1.txt")
+
+
+def test_load_texts_of_tiny_shakespeare_are_its_train_and_validation_splits(tiny_shakespeare_data_dir):
+    train, validation, source = load_texts(data_dir=tiny_shakespeare_data_dir)
+    assert source == "tiny_shakespeare"
+    assert (len(train), len(validation)) == (1_003_854, 55_770)  # TFDS's first 90%, then 5%
+    assert train.startswith("First Citizen:") and load_texts(data_dir=tiny_shakespeare_data_dir, train_chars=50)[0] == train[:50]

@@ -1,4 +1,5 @@
-"""Text: tokenisers, a vocabulary saved as JSON, padding, length buckets, masks, LM windows.
+"""Text: tokenisers, a vocabulary saved as JSON, padding, length buckets, masks, LM windows,
+and a language model's training and validation texts.
 
 Everything here runs on the host with numpy: it prepares the arrays a jitted step
 consumes. Two ids are reserved in every vocabulary: ``PAD_ID = 0`` (``"<pad>"``,
@@ -35,6 +36,8 @@ import jax
 import numpy as np
 
 from jaxdl.checkpoint import atomic_write
+from jaxdl.data.text_datasets import load_text_corpus
+from jaxdl.data.tfds import DataError
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -65,6 +68,17 @@ def tokenize_words(text: str, *, lower: bool = False) -> list[str]:
 def tokenize_chars(text: str) -> list[str]:
     """The characters of ``text``, whitespace included (for character-level models)."""
     return list(text)
+
+
+# A plain word: letters with inner apostrophes (o'er, thou'rt); not an elision's fragment ('t, o', 'tis).
+_PLAIN_WORD = re.compile(r"(?<![\w'’])[^\W\d_]+(?:['’][^\W\d_]+)*(?![\w'’])")
+
+
+def frequent_words(text: str, count: int) -> Vocabulary:
+    """The ``count`` most frequent plain words of ``text`` (letters, with inner apostrophes; case
+    kept; no digits, no fragments of an elision such as the 't of 'tis) as a vocabulary: the
+    candidates a character language model can try in a blank (:func:`jaxdl.generate.rank_fills`)."""
+    return Vocabulary.build([_PLAIN_WORD.findall(text)], max_size=_check_positive(count, "count") + 2)
 
 
 def _check_positive(value, what: str) -> int:
@@ -475,3 +489,43 @@ def lm_windows(ids: Sequence[int], length: int, stride: int | None = None) -> di
         raise ValueError(f"{len(ids)} ids are too few for one window of length {length} (it needs {length + 1})")
     windows = np.lib.stride_tricks.sliding_window_view(ids, length + 1)[::stride]
     return {"x": windows[:, :-1].astype(np.int32), "y": windows[:, 1:].astype(np.int32)}
+
+
+def encode_sentences(vocabulary: Vocabulary, sentences: Iterable[str], *, lower: bool = True) -> list[list[int]]:
+    """The ids of each sentence's words and punctuation (:func:`tokenize_words`, lower-cased if
+    ``lower``): one list per sentence, unknown words as ``UNK_ID``, an empty sentence as []."""
+    return [vocabulary.encode(tokenize_words(sentence, lower=lower)) for sentence in sentences]
+
+
+VALIDATION_SHARE = 20
+"""A text file's last 1/20 (5%) validates a language model trained on the rest (:func:`load_texts`)."""
+
+
+def load_texts(path: str | os.PathLike | None = None, *, min_chars: int = 1, train_chars: int | None = None,
+               data_dir=None, manual_dir=None) -> tuple[str, str, str]:
+    """A language model's (training text, validation text, where they come from).
+
+    Without ``path``: tiny_shakespeare's train and validation splits (through TFDS, from
+    ``data_dir`` / ``manual_dir`` as :func:`jaxdl.data.load_text_corpus` says). With ``path``:
+    that UTF-8 text file, whose last 5% validates, and at least ``min_chars`` characters of it
+    (a window and its next character, say). The training text is cut to its first
+    ``train_chars`` characters (all by default).
+
+    Raises DataError when the file cannot be read, or holds fewer than ``2 * min_chars`` characters.
+    """
+    _check_positive(min_chars, "min_chars")
+    if path is None:
+        train, validation = (load_text_corpus("tiny_shakespeare", split, data_dir=data_dir, manual_dir=manual_dir)
+                             for split in ("train", "validation"))
+        source = "tiny_shakespeare"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataError(f"cannot read the text file {path}: {error}") from None
+        cut = len(text) - max(len(text) // VALIDATION_SHARE, min_chars)
+        if cut < min_chars:
+            raise DataError(f"the text file {path} holds {len(text):,} characters: too few to train and validate "
+                            f"on {min_chars} characters each (it needs {2 * min_chars})")
+        train, validation, source = text[:cut], text[cut:], str(path)
+    return (train[:train_chars] if train_chars else train), validation, source
