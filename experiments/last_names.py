@@ -122,11 +122,8 @@ def use(argv) -> list[dict]:
     return results
 
 
-@experiment.script
-def main(argv=None) -> dict | list[dict]:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [experiment.USE]:
-        return use(argv[1:])
+@experiment.script(use=use)
+def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     mesh = experiment.device_mesh(args, parser)
     experiment.new_or_resumed(args, parser)

@@ -75,11 +75,8 @@ def use(argv) -> list[float]:
     return [float(p) for p in positive]
 
 
-@experiment.script
-def main(argv=None) -> dict | list:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [experiment.USE]:
-        return use(argv[1:])
+@experiment.script(use=use)
+def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.weight_decay < 0:
         parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")

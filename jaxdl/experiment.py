@@ -242,13 +242,20 @@ def reported_errors():
         raise SystemExit(f"error: {error}") from None
 
 
-def script(main: Callable) -> Callable:
-    """A script's ``main``, run inside :func:`reported_errors`: its user's errors end it with one line."""
+def script(main: Callable | None = None, *, use: Callable | None = None) -> Callable:
+    """A script's ``main(argv)``, run inside :func:`reported_errors`: its user's errors end it with
+    one line. With ``use``, ``script.py use ...`` calls ``use(argv)`` with what follows ``use``
+    instead (``@experiment.script(use=use)``)."""
+    if main is None:
+        return functools.partial(script, use=use)
 
     @functools.wraps(main)
-    def run(*args, **kwargs):
+    def run(argv: Sequence[str] | None = None):
+        argv = sys.argv[1:] if argv is None else list(argv)
         with reported_errors():
-            return main(*args, **kwargs)
+            if use is not None and argv[:1] == [USE]:
+                return use(argv[1:])
+            return main(argv)
 
     return run
 

@@ -28,6 +28,7 @@ def test_gradient_norm_table_has_a_row_per_layer_a_column_per_network_and_the_ra
     assert lines[5:] == ["sigmoid: layer 1 / layer 3 = 4.49e-08", "relu: layer 1 / layer 3 = 3.17e+00"]
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_gradient_norm_table_of_real_networks_from_the_same_weights():
     """The script's and the notebook's path on a small batch: the sigmoid's ratio far below ReLU's."""
     rng = np.random.default_rng(0)

@@ -47,6 +47,7 @@ def test_model_maps_ids_to_next_character_logits_at_every_step():
 
 @pytest.mark.parametrize("cell, layers", unit_tier({"lstm-2": ("lstm", 2), "gru-1": ("gru", 1), "simple-2": ("simple", 2)},
                                                    keep="gru-1", unpack=True))
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_the_streaming_model_reading_one_character_at_a_time_gives_the_full_sequence_logits(cell, layers):
     settings = {"embed": 8, "hidden": 16, "cell": cell, "layers": layers, "dropout": 0.5}
     model, stream = char_language_model(11, **settings), char_language_model(11, stream=True, **settings)
@@ -62,6 +63,7 @@ def test_the_streaming_model_reading_one_character_at_a_time_gives_the_full_sequ
     assert float(jnp.abs(full[:, 1:] - full[:, :1]).max()) > 1e-3  # the state matters: steps differ
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_from_settings_rebuilds_the_language_model_of_a_runs_settings():
     run_settings = {**SETTINGS, "window": 32, "lr": 0.01, "text": "to_be.txt", "vocab_size": 99}  # flags of all kinds
     model, stream = from_settings(char_language_model, run_settings, 11), from_settings(

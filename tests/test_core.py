@@ -357,6 +357,7 @@ def test_the_summary_of_a_stateful_model_shows_its_state():
 
 
 # ------------------------------------------------------------------- 12. named scopes
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_every_layer_runs_under_its_path_in_the_compiled_program():
     model = models.cnn(features=(4, 8), hidden=16)
     _, params = model.init(KEY, (-1, 28, 28, 1))

@@ -67,6 +67,7 @@ def one_device_run():
     return step_losses(None)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_every_step_on_8_devices_equals_1_device(eight_devices, one_device_run):
     alone, state_alone = one_device_run
     spread, state_spread = step_losses(devices.make_mesh(eight_devices))
@@ -91,6 +92,7 @@ def test_a_model_axis_splits_the_largest_parameters_and_trains_alike(eight_devic
     assert devices.param_sharding((4096,), mesh, min_size=1).is_fully_replicated  # vectors stay whole
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("steps_per_call", unit_tier({"1": 1, "5": 5}, keep="1"))
 def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
     data, test = toy_problem(256), toy_problem(100, seed=1)
@@ -123,6 +125,7 @@ def test_fit_on_a_mesh_matches_fit_on_one_device(eight_devices, steps_per_call):
 BN_MODEL = dl.serial(dl.Dense(64, bias=False), dl.BatchNorm(momentum=0.9), dl.ReLU(), dl.Dense(4, name="output"))
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("steps_per_call", unit_tier({"1": 1, "4": 4}, keep="4"))
 def test_batch_statistics_on_8_devices_are_those_of_the_global_batch(eight_devices, steps_per_call):
     """Each device holds 4 of a batch's 32 rows; BatchNorm's mean and variance, and so every loss,
@@ -155,6 +158,7 @@ def test_evaluate_splits_padded_batches_over_the_mesh(eight_devices):
     assert spread == pytest.approx(alone, rel=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_run_on_8_devices_resumes_on_2(eight_devices, tmp_path):
     data = toy_problem(256)
     step = make_train_step(MODEL, dl.softmax_cross_entropy, OPTIMIZER)

@@ -120,6 +120,7 @@ def test_the_context_speaks_for_a_word_of_unknown_characters(trained):
     assert p_person(tokens, 2) > 5 * p_person(["the", "Ωξçé", "said"], 1)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_predicted_tags_come_in_input_order_across_buckets(toy):
     model, params, rows, test, *_ = toy  # untrained: the tags are arbitrary, but differ from sentence to sentence
     data = bucket_examples(rows(test), (8, 16))
@@ -130,6 +131,7 @@ def test_predicted_tags_come_in_input_order_across_buckets(toy):
     assert predicted_tags(model, [params, params], data, TAGS) == one_by_one  # an ensemble of equals agrees
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_padding_does_not_change_the_tags_logits(toy):
     model, params, rows, test, *_ = toy
     (row,) = rows(test[:1])
@@ -139,6 +141,7 @@ def test_padding_does_not_change_the_tags_logits(toy):
                                model.apply(params, short, lengths=lengths), atol=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_tagger_is_a_plain_composition_that_reads_lengths():
     model = tagger(10, 10, 3, layers=1, hidden=4)
     assert model.kind == "serial" and model.reads == ("lengths", "step_mask")
@@ -151,6 +154,7 @@ def test_tagger_is_a_plain_composition_that_reads_lengths():
 
 
 # ------------------------------------------------------------ jaxdl.entities on raw text
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_tag_texts_splits_raw_text_as_conll_and_tags_every_token(toy):
     model, params, rows, test, words, _ = toy
     chars = Vocabulary.build(list(t) for tokens, _ in test for t in tokens)
@@ -184,6 +188,7 @@ SETTINGS = {"tags": TAGS, "embed": 16, "char_embed": 8, "char_features": 12, "ch
             "seed": 3, "max_chars": 6, "boundaries": [8, 16]}  # a run's other settings are ignored
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_build_tagger_is_the_tagger_of_a_runs_settings_and_vocabularies():
     words = Vocabulary.build([["the", "mr", "doe"], ["the", "smith"]])
     chars = Vocabulary.build([list("theMrDoe")])
@@ -241,6 +246,7 @@ def person_sentences(rng, count):
     return sentences, labels
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_fit_feature_unit_learns_the_title_clue_and_the_best_threshold(tmp_path):
     sentences, labels = person_sentences(np.random.default_rng(0), 1000)
     data = feature_arrays(sentences, labels)

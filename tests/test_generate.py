@@ -35,6 +35,7 @@ def test_sampling_is_deterministic_for_a_key_changes_with_it_and_never_draws_pad
     assert set(only.tolist()) == {len(VOCABULARY) - 1}
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_temperature_zero_takes_the_most_likely_token_of_the_full_model(untrained):
     model, params, stream = untrained
     prompt = VOCABULARY.encode(["\n", *"a cat"])
@@ -59,6 +60,7 @@ def test_generate_reads_the_prompt_after_the_context_and_names_unknown_character
         sample(untrained[0], params, [3], jax.random.key(0), length=3)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_log_likelihood_is_the_sum_over_the_scored_tokens(untrained):
     model, params, _ = untrained
     sequences = [VOCABULARY.encode(list(f"\n{text}")) for text in ("to be", "a", "cat.")]
@@ -101,6 +103,7 @@ def classifiers():
     return model, [model.init(jax.random.key(seed), (-1, 8))[1] for seed in (0, 1)]
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_classify_sentences_gives_each_networks_probabilities_of_each_sentence_alone(classifiers):
     model, members = classifiers
     sentences = np.array(["A good film.", "a bad , bad film", "", "Good"])  # as a dataset's column

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdl.gradients import layer_gradient_norms, per_example_gradient_norms
 from jaxdl.layers import ReLU, Sigmoid
@@ -27,6 +28,7 @@ def synthetic_case(activation, seed: int = 0):
     return model, params, batch
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_sigmoid_gradients_vanish_toward_the_input_and_relu_gradients_do_not():
     sigmoid_norms = layer_gradient_norms(*with_loss(synthetic_case(Sigmoid)))
     relu_norms = layer_gradient_norms(*with_loss(synthetic_case(ReLU)))
@@ -39,6 +41,7 @@ def test_sigmoid_gradients_vanish_toward_the_input_and_relu_gradients_do_not():
     assert np.all((relu > relu[-1] / 10) & (relu < relu[-1] * 10))  # level, within 10x of the output's
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_gradient_norms_equal_a_direct_jax_grad():
     model, params, batch = synthetic_case(Sigmoid, seed=1)
     norms = layer_gradient_norms(model, softmax_cross_entropy, params, batch)
@@ -51,6 +54,7 @@ def test_gradient_norms_equal_a_direct_jax_grad():
     np.testing.assert_allclose(norms["hidden3"], float(direct), rtol=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_per_example_norms_over_a_dataset_equal_one_vmap_and_come_with_the_outputs():
     model, params, batch = synthetic_case(ReLU, seed=2)
     data = {"x": batch["x"][:50], "y": batch["y"][:50]}  # 50: two batches of 32, the second padded

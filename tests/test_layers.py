@@ -300,6 +300,7 @@ def test_gradients_match_finite_differences(x64, layer, shape):
     check_grads(lambda p, x: layer.apply(p, x), (params, x), order=1, modes=["rev"])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_second_order_gradients_of_a_smooth_stack(x64):
     layer, shape = GRAD_CASES["mlp"]
     params, x = random_params(layer, shape, dtype=jnp.float64), distinct(shape, dtype=jnp.float64)
@@ -587,6 +588,7 @@ def test_invalid_constructor_arguments_raise(make, pattern):
 
 
 # ------------------------------------------------------------------ 6. pools
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("size", unit_tier({"8x8": (8, 8), "7x9": (7, 9), "5x6": (5, 6)}, keep="7x9"))
 @pytest.mark.parametrize("pool, init, op", [(MaxPool, -jnp.inf, lax.max), (AvgPool, 0.0, lax.add)], ids=["max", "avg"])
 def test_non_overlapping_pools_equal_reduce_window_with_gradients(pool, init, op, size):
@@ -668,6 +670,7 @@ def test_char_cnn_by_hand():
             np.testing.assert_allclose(got[n, t], char_cnn_by_hand(params, ids[n, t], 3), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_char_cnn_ignores_trailing_padding_and_gives_zeros_for_no_word():
     layer = CharCNN(9, 5, embed=4, width=3)
     params = random_params(layer, (1, 8))
@@ -721,6 +724,7 @@ def test_batch_norm_matches_flax_in_training_and_evaluation_over_several_steps(s
     assert unchanged is state
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("train", unit_tier({"train": True, "eval": False}, keep="train"))
 def test_batch_norm_gradients_match_finite_differences(x64, train):
     model = serial(Dense(4), BatchNorm(momentum=0.5), Tanh(), Dense(2))

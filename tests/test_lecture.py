@@ -30,6 +30,7 @@ def test_best_threshold_unit_accuracy_is_a_brute_force_over_its_grid():
     assert best_threshold_unit_accuracy(INPUTS, TABLES["lecture"], steps=1, limit=0.0) == 0.5
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("hidden", unit_tier({"2": 2, "3": 3, "4": 4}, keep="2"))
 def test_mlp_gradients_by_hand_equal_jax_grad(hidden):
     model = mlp([hidden], 1)
@@ -45,6 +46,7 @@ def test_mlp_gradients_by_hand_equal_jax_grad(hidden):
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(by_jax)) > 1e-3
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_train_seeds_trains_each_key_as_one_network_would_be():
     """Each vmapped network equals the same network trained alone, and seeds differ."""
     model, optimizer = mlp([3], 1), optax.sgd(2.0)

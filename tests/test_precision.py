@@ -32,6 +32,7 @@ def test_the_network_sees_bfloat16_and_returns_float32():
         mixed_precision(apply)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_batch_norm_state_stays_float32_and_moves_as_in_float32():
     model = dl.serial(dl.Dense(8), dl.BatchNorm(momentum=0.9), dl.ReLU(), dl.Dense(2))
     _, params, state = model.init(jax.random.key(0), (-1, 4))
@@ -82,6 +83,7 @@ def test_bfloat16_training_reaches_float32_accuracy():
     assert abs(accuracies["bfloat16"] - accuracies["float32"]) <= 0.01
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_recurrent_networks_run_in_bfloat16():
     model = rnn_classifier(50, 2, embed=8, hidden=8, cell="lstm", layers=2, bidirectional=True)
     _, params = model.init(jax.random.key(0), (-1, 7))

@@ -203,6 +203,7 @@ def garbage_at_padding(x, lengths, seed=7):
     return jnp.where(valid_steps(lengths, x.shape[1])[..., None], x, junk)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("options", unit_tier(CONFIGS, keep="lstm-bi"))
 def test_padded_steps_change_neither_outputs_nor_gradients(options):
     x = random_input((4, 5, 3))
@@ -224,6 +225,7 @@ def test_padded_steps_change_neither_outputs_nor_gradients(options):
     np.testing.assert_array_equal(clean[0]["sequence"][~valid], 0)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("options", unit_tier(CONFIGS, keep="gru-bi-sum-2layers"))
 def test_padded_batch_equals_each_sequence_alone(options):
     apply = every_output(**options)
@@ -260,6 +262,7 @@ def test_reverse_valid_reverses_only_the_valid_prefix():
     np.testing.assert_array_equal(reverse_valid(features, lengths)[0, 0], features[0, 2])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_mask_and_lengths_give_the_same_result():
     layer = RNN(LSTMCell(4), bidirectional=True, layers=2)
     x = random_input((4, 5, 3))
@@ -273,6 +276,7 @@ def test_mask_and_lengths_give_the_same_result():
     np.testing.assert_array_equal(apply(params, x, lengths=LENGTHS.at[0].set(9)), expected)  # clipped to T
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_empty_sequences_give_zeros_and_finite_gradients():
     options = {"cell": LSTMCell(4), "bidirectional": True, "layers": 2}
     apply = every_output(**options)
@@ -340,6 +344,7 @@ GRAD_CASES = {
 }
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("options", unit_tier(GRAD_CASES, keep="lstm-bi-2layers"))
 def test_gradients_match_finite_differences(x64, options):
     """Every output at once: sequence, last, mean and max (no ties in random data)."""
@@ -357,6 +362,7 @@ def equations(layer, steps):
     return jax.make_jaxpr(partial(layer.apply, lengths=jnp.array([steps, 1])))(params, x).jaxpr.eqns
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_unrolling_changes_neither_outputs_nor_gradients():
     """2 steps per loop iteration over 5 steps (the last iteration is partial), both directions, padded."""
     x = random_input((4, 5, 3))
@@ -399,6 +405,7 @@ def test_scan_body_has_only_the_recurrent_matmul(make):
 
 
 # ---------------------------------------------------------------------- 6. dropout
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_dropout_acts_between_layers_only_while_training():
     x = random_input((4, 5, 3))
     layer = RNN(LSTMCell(8), layers=2, dropout=0.5)
@@ -506,6 +513,7 @@ def test_negative_lengths_are_a_callers_bug_said_at_once_and_inside_jit():
 # ------------------------------------------------------------ 8. step by step (stream)
 @pytest.mark.parametrize("cell, layers", unit_tier({"lstm-2": ("lstm", 2), "gru-1": ("gru", 1), "simple-3": ("simple", 3)},
                                                    keep="lstm-2", unpack=True))
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_stream_read_in_pieces_or_step_by_step_equals_the_full_sequence(cell, layers):
     full, stream = RNN(CELLS[cell](4), layers=layers), RNN(CELLS[cell](4), layers=layers, stream=True)
     params = random_params(full, (3, 9, 2))
@@ -526,6 +534,7 @@ def test_a_stream_read_in_pieces_or_step_by_step_equals_the_full_sequence(cell, 
     assert_close(jnp.concatenate(steps, axis=1), expected)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_stream_with_padding_carries_the_state_after_the_last_valid_step():
     full, stream = RNN(LSTMCell(4), output="last"), RNN(LSTMCell(4), output="last", stream=True)
     params = random_params(full, (2, 6, 3))

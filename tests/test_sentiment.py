@@ -51,6 +51,7 @@ def test_classifier_learns_from_length_buckets(classifier):
     assert scores["accuracy"] > 0.9  # chance is 0.5
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_padding_does_not_change_the_logits(classifier):
     model, state = classifier
     ids, lengths = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]]), jnp.array([3, 2])
@@ -77,6 +78,7 @@ def test_bucket_lengths_reach_the_rnn_through_fit_on_a_mesh(classifier):
     assert runs[0].history[0]["train_loss"] == pytest.approx(runs[1].history[0]["train_loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_the_classifier_is_a_plain_composition_trained_on_buckets_without_wiring():
     """The lecture's sentence classifier written out: the batches' lengths reach the RNN inside serial."""
     model = dl.serial(dl.Embedding(20, 16), dl.RNN(dl.LSTMCell(16), output="last"), dl.Dense(2))
@@ -95,6 +97,7 @@ def test_the_classifier_is_a_plain_composition_trained_on_buckets_without_wiring
     assert not np.allclose(eval_step(result.state.params, batch)["loss"], eval_step(result.state.params, without)["loss"])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_evaluate_counts_every_bucketed_example_once(classifier):
     model, state = classifier
     eval_step = dl.make_eval_step(model, dl.softmax_cross_entropy)
@@ -115,6 +118,7 @@ def test_unknown_cell_is_refused():
         rnn_classifier(10, 2, cell="transformer")
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_from_settings_rebuilds_the_classifier_of_a_runs_settings(classifier):
     """A run's settings hold flags of every kind; the model's keyword-only arguments are taken
     from them, the rest ignored (the vocabulary size and class count are given)."""
@@ -176,6 +180,7 @@ def test_quick_ensemble_on_real_sst2_then_use(tmp_path, sst2_data_dir, capsys):
     np.testing.assert_allclose(p_positive, each[:, :, 1].mean(0), rtol=1e-6)  # the networks' average
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_predict_over_buckets_gives_each_example_in_input_order(classifier):
     model, state = classifier
     data = has_token_dataset(45, 5)  # two buckets, the last batch of each filled up
@@ -183,11 +188,13 @@ def test_predict_over_buckets_gives_each_example_in_input_order(classifier):
     assert len(outputs) == 45 and all(o.shape == (2,) for o in outputs)
     rows = sorted((int(i), x[:n], n) for bucket in data.arrays for x, n, i in zip(bucket["x"], bucket["lengths"],
                                                                                    bucket["index"]))
-    for (index, ids, length), got in zip(rows, outputs):
-        alone = model.apply(state.params, jnp.asarray(ids[None]), lengths=jnp.array([length]))[0]
+    apply = jax.jit(model.apply)
+    for (index, ids, length), got in list(zip(rows, outputs))[::6]:  # every sixth: each alone compiles anew
+        alone = apply(state.params, jnp.asarray(ids[None]), lengths=jnp.array([length]))[0]
         np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_per_step_outputs_are_cut_to_each_examples_length(classifier):
     tagger = dl.serial(dl.Embedding(20, 8), dl.RNN(dl.GRUCell(8)), dl.Dense(3))
     _, params = tagger.init(jax.random.key(0), (-1, 16))
@@ -197,6 +204,7 @@ def test_per_step_outputs_are_cut_to_each_examples_length(classifier):
     assert [o.shape for o in outputs] == [(lengths[i], 3) for i in range(20)]
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_ensemble_predict_averages_the_members_probabilities(classifier):
     model, state = classifier
     other = model.init(jax.random.key(9), (-1, 16))[1]

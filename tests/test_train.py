@@ -183,6 +183,7 @@ def bn():
         BN_MODEL, dl.softmax_cross_entropy)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_the_train_step_returns_the_model_state_a_training_call_returns(bn):
     state, train_step, _ = bn
     batch = toy_data(16)
@@ -195,6 +196,7 @@ def test_the_train_step_returns_the_model_state_a_training_call_returns(bn):
     assert float(metrics["loss"]) == pytest.approx(float(dl.softmax_cross_entropy(logits, batch["y"])), rel=1e-6)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_evaluation_and_predict_read_the_running_statistics(bn):
     state, train_step, eval_step = bn
     data = toy_data()
@@ -232,6 +234,7 @@ def test_the_steps_take_the_model_not_its_apply(toy, build):
         build(toy.model.apply, dl.softmax_cross_entropy, *([optax.sgd(0.1)] if build is not make_eval_step else []))
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_an_id_outside_the_vocabulary_stops_fit_with_the_layers_error():
     model = dl.serial(dl.Embedding(4, 3), dl.Flatten(), dl.Dense(2), name="ids")
     _, params = model.init(jax.random.key(0), (-1, 2))
@@ -254,6 +257,7 @@ def test_predict_compiles_once_per_model_and_batch_shape():
     assert traced == [(8, 3)]
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_batch_norm_in_bfloat16_trains_checkpoints_and_resumes_to_the_same_run(tmp_path):
     model = dl.mixed_precision(BN_MODEL, "bfloat16")
     _, params, model_state = BN_MODEL.init(jax.random.key(0), (-1, 2))
@@ -678,6 +682,7 @@ def flat(params):
     return np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(host(params))])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 @pytest.mark.parametrize("steps_per_call", [2, 3, 4, 16])
 def test_many_steps_per_call_gives_the_same_run(toy, reference, steps_per_call):
     """A lax.scan over on-device batches (chunks of 2, 3 or a whole epoch) equals one call per step.
@@ -691,6 +696,7 @@ def test_many_steps_per_call_gives_the_same_run(toy, reference, steps_per_call):
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_many_steps_per_call_resumes_exactly(toy, tmp_path):
     """Killed (here: interrupted) inside an epoch, a chunked run resumes on the same chunk boundaries."""
     straight = run(toy, steps_per_call=3)
@@ -715,6 +721,7 @@ def test_many_steps_per_call_names_the_exact_non_finite_step(toy, tmp_path):
         fit(toy.state, toy.train_step, data, epochs=2, batch_size=BATCH_SIZE, steps_per_call=4, progress=False)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_make_multi_step_equals_a_loop_of_steps(toy):
     order = jnp.arange(12).reshape(3, 4)
     data = jax.tree.map(jnp.asarray, toy.data)
@@ -734,6 +741,7 @@ def plain_mlp():
     return model, model.init(jax.random.key(3), (-1, 2))[1]
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_per_example_grads_equal_a_loop_over_single_examples(toy):
     model, params = plain_mlp()
     batch = {k: v[:6] for k, v in toy.data.items()}
@@ -771,6 +779,7 @@ def test_unclipped_noiseless_per_example_step_equals_the_ordinary_step(toy):
     np.testing.assert_allclose(b_metrics["accuracy"], a_metrics["accuracy"])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_clipping_bounds_each_example_and_padded_rows_count_for_nothing(toy):
     model, params = plain_mlp()
     batch = {**{k: v[:8] for k, v in toy.data.items()}, "mask": np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)}
@@ -786,6 +795,7 @@ def test_clipping_bounds_each_example_and_padded_rows_count_for_nothing(toy):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_dp_sgd_trains_with_fit(toy):
     model, params = plain_mlp()
     optimizer = dp_sgd(clip=1.0, noise=0.3, lr=2.0)
