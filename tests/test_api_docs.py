@@ -23,6 +23,7 @@ def test_every_public_name_has_a_docstring():
     assert [name for name in public if not (getattr(jaxdl, name).__doc__ or "").strip()] == []
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_reference_builds_without_warnings(tmp_path):
     index = build_api.build(tmp_path)  # warnings are errors inside build()
     assert index.is_file()

@@ -27,7 +27,6 @@ from jaxdl.checkpoint import (
     save_checkpoint,
 )
 from jaxdl.train import TrainState
-from tiers import unit_tier
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = len(MAGIC) + 32  # magic, then the payload's sha256
@@ -352,9 +351,8 @@ KILLED_SAVE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("where, size", unit_tier({"mid-write": ("mid-write", (20e6, 30e6)),
-                                                    "before-rename": ("before-rename", (48e6, 49e6))},
-                                                   "before-rename", unpack=True))
+@pytest.mark.parametrize("where, size", [("mid-write", (20e6, 30e6)), ("before-rename", (48e6, 49e6))])
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_save_killed_halfway_leaves_the_previous_checkpoint_latest(tmp_path, where, size):
     good = save_checkpoint(tmp_path, {"w": jnp.ones(3)}, 1, config={"run": "good"})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -61,6 +61,7 @@ def test_jit_computes_what_jax_jit_computes_at_top_level_and_nested():
     np.testing.assert_allclose(total, reference(w, x), rtol=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_jit_made_at_import_time_does_not_start_the_backend():
     """A multi-process run starts JAX's runtime after importing jaxdl, before any JAX call."""
     code = ("import jax\nfrom jax._src import xla_bridge\nimport jaxdl, jaxdl.train\n"

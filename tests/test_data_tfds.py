@@ -81,6 +81,7 @@ def _leftovers(data_dir) -> list[str]:
 # --- without files ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_importing_jaxdl_does_not_import_tensorflow():
     code = "import jaxdl, jaxdl.data.tfds, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -79,6 +79,7 @@ def test_every_step_on_8_devices_equals_1_device(eight_devices, one_device_run):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_a_model_axis_splits_the_largest_parameters_and_trains_alike(eight_devices, one_device_run):
     mesh = devices.make_mesh(eight_devices, model=2)
     assert dict(mesh.shape) == {"data": 4, "model": 2}

@@ -46,6 +46,7 @@ def test_batch_norm_state_stays_float32_and_moves_as_in_float32():
         np.testing.assert_allclose(got, want, rtol=0.02, atol=0.02)  # as far as in float32, to bfloat16 precision
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_gradients_reach_float32_params_and_match_float32_to_bfloat16_precision():
     model = dl.serial(dl.Dense(64), dl.ReLU(), dl.Dense(4))
     _, params = model.init(jax.random.key(0), (-1, 16))

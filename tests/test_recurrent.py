@@ -239,6 +239,7 @@ def test_padded_batch_equals_each_sequence_alone(options):
             assert_close(batched[output][n], alone[output][0])
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_backward_direction_reads_the_valid_part_backward():
     """The backward half of a bidirectional layer is a forward run over the reversed valid steps."""
     x = random_input((4, 5, 3))
@@ -300,6 +301,7 @@ def test_empty_sequences_give_zeros_and_finite_gradients():
         np.testing.assert_array_equal(to_x[0], 0, err_msg=output)  # the empty sequence is never read
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_stacking_composes_single_layers():
     x = random_input((4, 5, 3))
     stacked = RNN(GRUCell(4), layers=2, bidirectional=True)
@@ -310,6 +312,7 @@ def test_stacking_composes_single_layers():
     assert_close(jax.jit(stacked.apply)(params, x, lengths=LENGTHS), second)
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_sum_merge_adds_the_directions_that_concat_puts_side_by_side():
     x = random_input((4, 5, 3))
     params = random_params(RNN(SimpleCell(4), bidirectional=True), x.shape)

@@ -763,6 +763,7 @@ def dp_sgd(clip, noise=0.0, lr=0.1):
     return optax.chain(optax.contrib.differentially_private_aggregate(clip, noise, jax.random.key(0)), optax.sgd(lr))
 
 
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
 def test_unclipped_noiseless_per_example_step_equals_the_ordinary_step(toy):
     model, params = plain_mlp()
     batch = {k: v[:16] for k, v in toy.data.items()}
