@@ -13,7 +13,7 @@ checkpoint.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -244,6 +244,18 @@ def _positive_ints(**sizes) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def scores_by_step(history: Sequence[Mapping]) -> list[dict]:
+    """Every evaluation of a :func:`fit` history in order, those inside epochs
+    (``eval_every``) and at their ends: ``{"step", "elapsed_s", "val_*"...}`` each."""
+    points = []
+    for record in history:
+        points += record.get("evaluations", [])
+        scored = {k: v for k, v in record.items() if k.startswith("val_")}
+        if scored:
+            points.append({"step": record["step"], "elapsed_s": record["elapsed_s"], **scored})
+    return points
+
+
 # ------------------------------------------------------------------------------- fit
 def fit(
     state: TrainState,
@@ -254,6 +266,7 @@ def fit(
     batch_size: int,
     eval_step: Callable | None = None,
     eval_data: Batch | BatchSource | None = None,
+    eval_every: int | None = None,
     checkpoint_dir: str | None = None,
     checkpoint_every: int = 1,
     keep_checkpoints: int = 3,
@@ -275,6 +288,9 @@ def fit(
       train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``, or a
         :class:`jaxdl.data.BatchSource` such as :class:`jaxdl.data.text.Buckets`.
       eval_step, eval_data: from :func:`jaxdl.train.make_eval_step`, and the data it scores (``val_*``).
+      eval_every: also score ``eval_data`` every this many steps inside an epoch; each epoch's
+        record lists those scores under ``"evaluations"`` (:func:`scores_by_step` reads them
+        with the epochs' own). The time they take counts in ``elapsed_s``, not in training time.
       checkpoint_dir: where checkpoints go, every ``checkpoint_every`` epochs,
         at the end, and when interrupted (Ctrl-C).
       resume: continue from the latest checkpoint in ``checkpoint_dir``, if any.
@@ -304,7 +320,9 @@ def fit(
       Interrupted: Ctrl-C (a ``KeyboardInterrupt``), after saving where the run stands.
     """
     _positive_ints(epochs=epochs, batch_size=batch_size, checkpoint_every=checkpoint_every, log_every=log_every,
-                   steps_per_call=steps_per_call)
+                   steps_per_call=steps_per_call, **({} if eval_every is None else {"eval_every": eval_every}))
+    if eval_every is not None and (eval_step is None or eval_data is None):
+        raise ValueError("eval_every needs eval_step and eval_data: what to score, and on what")
     source = batch_source(train_data)
     eval_source = None if eval_data is None else batch_source(eval_data)  # on the device once, not per evaluation
     steps_per_epoch = source.steps_per_epoch(batch_size)
@@ -326,13 +344,20 @@ def fit(
         elapsed = run.elapsed_s + time.perf_counter() - began  # steps, evaluations, checkpoints: over resumed runs
         return {"history": history, "train_time_s": train_time, "elapsed_s": elapsed, "epoch": cut_short}
 
+    def scores(state: TrainState) -> dict:
+        if eval_step is None or eval_source is None:
+            return {}
+        values = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state, mesh=mesh)
+        return {f"val_{k}": v for k, v in values.items()}
+
     stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped
-    epoch, epoch_time, training_since = len(history), 0.0, None
+    epoch, epoch_time, training_since, evaluations = len(history), 0.0, None, []
     with device_errors():  # a failed check in the compiled step: its LayerError, not XLA's traceback
         try:
             while epoch < epochs and not stop:
                 cut_short = run.epoch if run.epoch and run.epoch["epoch"] == epoch else None
                 meter.start(cut_short)
+                evaluations = list((cut_short or {}).get("evaluations", []))
                 epoch_time, training_since = (cut_short or {}).get("time_s", 0.0), time.perf_counter()
                 for count, call in calls(epoch, step - epoch * steps_per_epoch):
                     if step == start:  # the first call of this process: it compiles
@@ -342,14 +367,19 @@ def fit(
                         state, values = call(state)
                     meter.add(step + 1, count, values, checkpoints.last)
                     step += count
+                    if eval_every and step % eval_every < count and step < (epoch + 1) * steps_per_epoch:
+                        jax.block_until_ready(state)  # its steps count as training, the scoring does not
+                        seconds, training_since = time.perf_counter() - training_since, None
+                        train_time, epoch_time = train_time + seconds, epoch_time + seconds
+                        evaluations.append({"step": step, **scores(state), "elapsed_s": round(meta()["elapsed_s"], 4)})
+                        training_since = time.perf_counter()
                 meter.read(checkpoints.last)
                 seconds, training_since = time.perf_counter() - training_since, None
                 train_time, epoch_time = train_time + seconds, epoch_time + seconds
-                record = {"epoch": epoch + 1, "step": step, "time_s": round(epoch_time, 4), **meter.means()}
-                if eval_step is not None and eval_source is not None:
-                    scores = evaluate(eval_step, state.params, eval_source, batch_size,
-                                      model_state=state.model_state, mesh=mesh)
-                    record.update({f"val_{k}": v for k, v in scores.items()})
+                record = {"epoch": epoch + 1, "step": step, "time_s": round(epoch_time, 4), **meter.means(),
+                          **scores(state)}
+                if eval_every:
+                    record["evaluations"] = evaluations
                 record["elapsed_s"] = round(meta()["elapsed_s"], 4)
                 for callback in callbacks:  # before the epoch's line, so the metrics they add show in it
                     callback(state, record)
@@ -369,7 +399,8 @@ def fit(
                 train_time, epoch_time = train_time + seconds, epoch_time + seconds
             cut = None
             if step > epoch * steps_per_epoch and len(history) == epoch:  # this epoch has steps but no record yet
-                cut = {"epoch": epoch, "steps": meter.steps, "sums": meter.sums, "time_s": epoch_time}
+                cut = {"epoch": epoch, "steps": meter.steps, "sums": meter.sums, "time_s": epoch_time,
+                       "evaluations": evaluations}
             checkpoints.save(state, meta(cut))
             raise Interrupted(checkpoints.last) from None
         finally:

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxdl.augment import RandomAffine
 from jaxdl.core import Layer, parallel, serial
 from jaxdl.layers import (
+    BatchNorm,
     CharCNN,
     Conv,
     Dense,
@@ -114,24 +116,45 @@ def mlp(
 def cnn(
     num_classes: int = 10,
     *,
-    features: Sequence[int] = (32, 64),
+    features: Sequence[int | Sequence[int]] = (32, 64),
     hidden: int = 128,
     dropout: float = 0.5,
-    shift: int = 0,
+    batch_norm: bool = False,
+    shift: float = 0,
+    rotation: float = 0.0,
+    zoom: float = 0.0,
 ) -> Layer:
-    """The lecture's CNN: (Conv 3x3 -> ReLU -> MaxPool 2) per entry of ``features``,
-    then a fully connected "voting" layer and a Dense output over the classes.
-    With ``shift`` > 0, training images are first moved by up to that many pixels.
+    """The lecture's CNN: a block of (Conv 3x3 -> ReLU) then MaxPool 2 per entry of
+    ``features`` (an int: one convolution of that width; a sequence: one convolution per
+    width), then a fully connected "voting" layer and a Dense output over the classes.
+
+    ``batch_norm`` puts a BatchNorm between each convolution (then without bias) or the
+    voting layer and its ReLU: the model keeps state (the running statistics). Training
+    images are first moved by up to ``shift`` pixels (whole pixels: ``RandomShift``), or
+    with ``rotation`` (degrees) or ``zoom`` also rotated and scaled (``RandomAffine``).
 
     Images (N, H, W, C) -> logits (N, num_classes); ``softmax`` of them is the
     probability distribution over the classes. Params: ``conv1``, ``conv2``, ...,
-    ``hidden``, ``output``.
+    ``hidden``, ``output`` (and ``batchnorm1``, ... with ``batch_norm``).
     """
-    blocks = [RandomShift(shift)] if shift else []
-    for width in features:
-        blocks += [Conv(width, 3), ReLU(), MaxPool(2)]
+    if rotation or zoom:
+        layers = [RandomAffine(rotation, zoom, shift)]
+    elif shift:
+        if int(shift) != shift:
+            raise ValueError(f"cnn shift without rotation or zoom moves whole pixels: got {shift!r}")
+        layers = [RandomShift(int(shift))]
+    else:
+        layers = []
+
+    def activated(layer: Layer) -> list[Layer]:
+        return [layer, BatchNorm(), ReLU()] if batch_norm else [layer, ReLU()]
+
+    for block in features:
+        for width in (block,) if isinstance(block, int) else block:
+            layers += activated(Conv(width, 3, bias=not batch_norm))
+        layers.append(MaxPool(2))
     return serial(
-        *blocks, Flatten(), Dense(hidden, name="hidden"), ReLU(), Dropout(dropout),
+        *layers, Flatten(), *activated(Dense(hidden, bias=not batch_norm, name="hidden")), Dropout(dropout),
         Dense(num_classes, name="output"), name="cnn",
     )
 

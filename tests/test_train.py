@@ -17,7 +17,7 @@ import pytest
 import jaxdl as dl
 from jaxdl.checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint
 from jaxdl.metrics import accuracy
-from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit
+from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit, scores_by_step
 from jaxdl.train import (
     TrainState,
     evaluate,
@@ -580,6 +580,54 @@ def test_keyboard_interrupt_saves_and_the_resumed_run_matches(toy, tmp_path, ref
     same_history(resumed.history, reference.history)  # epoch 2's means count the steps before the interruption
     assert_trees_equal(resumed.state.params, reference.state.params)
     assert_trees_equal(resumed.state.opt_state, reference.state.opt_state)
+
+
+# ------------------------------------------------------------- scoring inside an epoch
+def interrupt_before_update_7(update, batch):
+    if update == 7:
+        raise KeyboardInterrupt
+
+
+def test_eval_every_scores_inside_epochs_without_changing_the_training(toy, tmp_path, reference):
+    result = run(toy, eval_every=3)
+    assert_trees_equal(result.state.params, reference.state.params)
+    points = scores_by_step(result.history)
+    # steps 3, 6, 9, 15 inside epochs (12 is an epoch's end), every epoch's end: in step order
+    assert [p["step"] for p in points] == [3, 4, 6, 8, 9, 12, 15, 16]
+    assert [r["step"] for r in result.history] == [4, 8, 12, 16]
+    assert [p["step"] for p in result.history[1]["evaluations"]] == [6]
+    ends = [p for p in points if p["step"] % 4 == 0]
+    assert [p["val_loss"] for p in ends] == [r["val_loss"] for r in reference.history]
+    elapsed = [p["elapsed_s"] for p in points]
+    assert elapsed == sorted(elapsed)
+
+    # the score at step 6 is the evaluation of the state after 6 updates (saved by an interruption)
+    with pytest.raises(KeyboardInterrupt):
+        run(toy, train_step=CountingStep(toy.train_step, interrupt_before_update_7), checkpoint_dir=tmp_path)
+    after_6 = load_checkpoint(tmp_path, target=toy.state).state
+    assert int(after_6.step) == 6
+    scores = dl.evaluate(toy.eval_step, after_6.params, toy.data, BATCH_SIZE)
+    assert points[2]["val_loss"] == pytest.approx(scores["loss"], rel=1e-6)
+    assert points[2]["val_accuracy"] == pytest.approx(scores["accuracy"])
+
+
+def test_eval_every_resumes_inside_an_epoch_with_its_scores_so_far(toy, tmp_path):
+    whole = run(toy, eval_every=2)
+    with pytest.raises(KeyboardInterrupt):  # after the score at step 6, before update 7
+        run(toy, train_step=CountingStep(toy.train_step, interrupt_before_update_7), checkpoint_dir=tmp_path,
+            eval_every=2)
+    resumed = run(toy, resume=True, checkpoint_dir=tmp_path, eval_every=2)
+    strip = lambda points: [{k: v for k, v in p.items() if not k.endswith("_s")} for p in points]  # noqa: E731
+    assert strip(scores_by_step(resumed.history)) == strip(scores_by_step(whole.history))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"eval_every": 0}, "eval_every must be a positive int, got 0"),
+    ({"eval_every": 2, "eval_data": None}, "eval_every needs eval_step and eval_data"),
+])
+def test_eval_every_refuses_a_bad_setting(toy, settings, message):
+    with pytest.raises(ValueError, match=message):
+        run(toy, **settings)
 
 
 # ------------------------------------------------------------- SIGKILL and resume
