@@ -1,4 +1,4 @@
-"""What the framework comparisons share: flax's and PyTorch's training loops, the report.
+"""What the framework comparisons share: flax's and PyTorch's training steps and loops, the report.
 
 Benchmarks run as scripts (``python benchmarks/NAME.py``), which puts this folder
 on ``sys.path``: they ``import harness``. The timing itself (a first call, runners
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 
 import jax
 import optax
@@ -17,24 +18,47 @@ from jaxdl.tables import format_table
 from jaxdl.timing import Runner, first_call, round_robin
 
 
-def flax_runner(model, params, optimizer, xs, ys, compiler_options=None) -> tuple[Runner, float]:
-    """A flax.linen training step as its examples write it (``jax.jit``, optax, integer
-    labels) over batches ``xs[i]``, ``ys[i]`` already on the device, and its first step's seconds."""
-    opt_state = optimizer.init(params)
+def flax_train_step(model, optimizer, compiler_options=None, **apply_kwargs) -> Callable:
+    """A flax.linen training step as its examples write it (``jax.jit``, optax, integer labels):
+    ``train_step(params, state, opt_state, key, xb, yb) -> (params, state, opt_state, key, loss)``.
+
+    ``state`` holds the model's variable collections other than ``"params"`` (BatchNorm's
+    ``"batch_stats"``; ``{}`` for none): they are ``mutable``, the training call updates them.
+    ``key``, unless None, feeds the ``"dropout"`` rng: each step splits its own key off it.
+    ``apply_kwargs`` go to every ``model.apply`` (``train=True``, say)."""
 
     @functools.partial(jax.jit, compiler_options=compiler_options)
-    def train_step(params, opt_state, xb, yb):
-        def loss_fn(p):
-            return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb).mean()
+    def train_step(params, state, opt_state, key, xb, yb):
+        rngs = {}
+        if key is not None:
+            key, rngs["dropout"] = jax.random.split(key)
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        def loss_fn(p):
+            variables = {"params": p, **state}
+            logits, new_state = model.apply(variables, xb, rngs=rngs, mutable=list(state), **apply_kwargs)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), new_state
+
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), state, opt_state, key, loss
+
+    return train_step
+
+
+def flax_runner(model, variables, optimizer, xs, ys, compiler_options=None, *, key=None,
+                **apply_kwargs) -> tuple[Runner, float]:
+    """:func:`flax_train_step` over batches ``xs[i]``, ``ys[i]`` already on the device, from
+    ``variables`` as ``model.init`` returns them (the ``"params"`` trained, any other collection
+    updated by each step), and its first step's seconds. ``key``: the ``"dropout"`` rng's root."""
+    train_step = flax_train_step(model, optimizer, compiler_options, **apply_kwargs)
+    params = variables["params"]
+    state = {name: collection for name, collection in variables.items() if name != "params"}
+    opt_state = optimizer.init(params)
 
     def run_steps(steps):
-        nonlocal params, opt_state
+        nonlocal params, state, opt_state, key
         for i in range(steps):
-            params, opt_state, loss = train_step(params, opt_state, xs[i], ys[i])
+            params, state, opt_state, key, loss = train_step(params, state, opt_state, key, xs[i], ys[i])
         jax.block_until_ready(loss)
 
     return first_call(run_steps)
@@ -54,17 +78,30 @@ def import_torch(skip: bool = False):
     return torch
 
 
-def torch_runner(model, optimizer, xs, ys) -> tuple[Runner, float]:
-    """PyTorch's training loop over batches ``xs[i]``, ``ys[i]`` (cross-entropy), and its first step's seconds."""
+def torch_train_step(model, optimizer) -> Callable:
+    """PyTorch's training step (cross-entropy of integer labels): ``step(xb, yb) -> loss``
+    (the loss tensor of the batch, before the update)."""
     import torch
 
     loss_fn = torch.nn.CrossEntropyLoss()
 
+    def step(xb, yb):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def torch_runner(model, optimizer, xs, ys) -> tuple[Runner, float]:
+    """:func:`torch_train_step` over batches ``xs[i]``, ``ys[i]``, and its first step's seconds."""
+    step = torch_train_step(model, optimizer)
+
     def run_steps(steps):
         for i in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(xs[i]), ys[i]).backward()
-            optimizer.step()
+            step(xs[i], ys[i])
 
     return first_call(run_steps)
 

@@ -50,6 +50,7 @@ from jaxdl.layers import (
     Tanh,
     WordDropout,
 )
+from jaxdl.augment import RandomAffine, affine_transform
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
 from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_matrix, span_scores
 from jaxdl.data import DataError, load_image_classification

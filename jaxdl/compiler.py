@@ -7,8 +7,11 @@ convolutions and reductions through its Eigen runtime on every core, and the
 benchmark CNN's training step is about 2x faster (docs/results.md). Dots stay in
 YNNPACK, which runs the small matmuls repeated at every step of a recurrent layer
 faster than Eigen: an LSTM's training step about 1.3x faster
-(benchmarks/lstm_throughput.py), the CNN's no slower. Other backends get XLA's
-defaults.
+(benchmarks/lstm_throughput.py), the CNN's no slower. Reductions stay there too:
+with them outside YNNPACK, jaxlib 0.10.2's XLA computes wrong gradients for two
+(convolution -> BatchNorm -> ReLU -> max pooling) blocks (off by over 50%;
+tests/test_compiler.py holds the case), and a BatchNorm CNN trains faster with them
+inside. Other backends get XLA's defaults.
 
 A ``--xla_cpu_experimental_ynn_fusion_type`` given in ``XLA_FLAGS`` wins over
 jaxdl's choice, and a jaxlib that no longer knows the option gets its defaults.
@@ -23,7 +26,7 @@ from typing import Any, Callable
 import jax
 
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-CPU_OPTIONS: dict[str, Any] = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}  # YNNPACK for dots only
+CPU_OPTIONS: dict[str, Any] = {YNN_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 def compiler_options(backend: str | None = None) -> dict[str, Any]:

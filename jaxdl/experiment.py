@@ -51,6 +51,22 @@ positive_int = _argument_type(int, lambda v: v > 0, "a positive integer")
 positive_float = _argument_type(float, lambda v: 0.0 < v < float("inf"), "a positive finite number")
 non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 probability = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a probability of dropping, in [0, 1)")
+fraction = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+non_negative_float = _argument_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number >= 0")
+
+
+def _blocks(text: str) -> tuple[tuple[int, ...], ...]:
+    blocks = []
+    for entry in text.split(","):
+        width, _, count = entry.strip().partition("x")
+        blocks.append((int(width),) * int(count or 1))
+    return tuple(blocks)
+
+
+conv_blocks = _argument_type(
+    _blocks, lambda blocks: all(w > 0 for block in blocks for w in block) and all(blocks),
+    "blocks of convolutions separated by commas, each WIDTH or WIDTHxCOUNT, such as 32x2,64x2",
+)
 increasing_ints = _argument_type(
     lambda text: tuple(int(v) for v in text.split(",")),
     lambda v: v[0] > 0 and all(a < b for a, b in zip(v, v[1:])),

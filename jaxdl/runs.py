@@ -28,7 +28,7 @@ from jaxdl.loop import ResumeError
 
 NOT_IDENTIFYING = (
     "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
-    "devices", "model_shards", "coordinator", "num_processes", "process_id", "end_sample",
+    "devices", "model_shards", "coordinator", "num_processes", "process_id", "end_sample", "eval_every",
 )
 """Settings that do not identify a run: how far it trains, where it runs, where its files
 are, how it reports. A run may resume with other values of them, not of any other."""

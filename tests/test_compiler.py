@@ -33,6 +33,36 @@ def test_the_options_keep_convolutions_out_of_ynnpack():
     assert "convolution(" in hlo and "__ynn_fusion" not in hlo
 
 
+def batch_norm_cnn_loss(params, x, y):
+    """Two (convolution -> BatchNorm -> ReLU -> 2x2 max pooling) blocks and a dense output."""
+    h = x
+    for i in ("1", "2"):
+        h = conv(h, params["conv" + i])
+        mean = h.mean((0, 1, 2))
+        var = jnp.maximum(0.0, jnp.square(h).mean((0, 1, 2)) - jnp.square(mean))
+        h = jax.nn.relu((h - mean) * (lax.rsqrt(var + 1e-5) * params["scale" + i]) + params["bias" + i])
+        n, height, width, c = h.shape
+        h = h.reshape(n, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+    logits = h.reshape(len(h), -1) @ params["dense"]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+
+@on_cpu
+def test_the_options_compute_a_batch_norm_cnns_gradients_as_xlas_defaults_do():
+    # With reductions outside YNNPACK, jaxlib 0.10.2 gets these wrong by over 50% (conv1, scale1, bias1).
+    keys = jax.random.split(jax.random.key(0), 4)
+    params = {"conv1": jax.random.normal(keys[0], (3, 3, 1, 32)) / 3, "conv2": jax.random.normal(keys[1], (3, 3, 32, 64)) / 17,
+              "dense": jax.random.normal(keys[2], (7 * 7 * 64, 10)) / 56, "scale1": jnp.ones(32), "bias1": jnp.zeros(32),
+              "scale2": jnp.ones(64), "bias2": jnp.zeros(64)}
+    x = jax.random.uniform(keys[3], (16, 28, 28, 1))
+    y = jnp.arange(16) % 10
+    grad = jax.grad(batch_norm_cnn_loss)
+    ours, xlas = jit(grad)(params, x, y), jax.jit(grad)(params, x, y)
+    for name in params:
+        np.testing.assert_allclose(ours[name], xlas[name], rtol=1e-3, atol=1e-4 * float(jnp.abs(xlas[name]).max()),
+                                   err_msg=name)
+
+
 @on_cpu
 def test_xla_flags_of_the_user_win(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", f"--{YNN_OPTION}=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT")

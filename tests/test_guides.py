@@ -154,17 +154,20 @@ def flags_in(cell: str) -> list[str]:
 
 def check_default(script: str, flag: str, action: argparse.Action, documented: str) -> None:
     """A default written as one `literal` must be what the parser's own type makes of it;
-    "off" is a switch's False; other words (decided at run time: all, none, ...) are None."""
+    "off" and "on" are a switch's False and True; other words (decided at run time: all,
+    none, ...) are None."""
     literal = re.fullmatch(r"`([^`]+)`", documented)
     if literal is None:
-        expected = False if documented == "off" else None
+        expected = {"off": False, "on": True}.get(documented)
         assert action.default is expected, (
             f"flags.md: {script} {flag} documents its default as {documented!r}, but the parser's is "
-            f"{action.default!r}; write it as " + ("off" if action.default is False else f"`{action.default}`"))
+            f"{action.default!r}; write it as " + ({False: "off", True: "on"}.get(action.default)
+                                                   or f"`{action.default}`"))
         return
     text = literal.group(1).replace("NAME", script)
-    value = action.type(text) if action.type else text
-    assert value == action.default, f"flags.md: {script} {flag} default {text!r}, the parser's is {action.default!r}"
+    convert = action.type or (lambda text: text)
+    default = convert(action.default) if isinstance(action.default, str) else action.default  # as argparse reads it
+    assert convert(text) == default, f"flags.md: {script} {flag} default {text!r}, the parser's is {action.default!r}"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import pytest
 
 import jaxdl as dl
 from experiment_scripts import load_experiment
+from jaxdl.checkpoint import load_checkpoint
+from jaxdl.loop import scores_by_step
 from jaxdl.models import cnn
 
 mnist_cnn = load_experiment("mnist_cnn")
@@ -43,7 +45,7 @@ def test_cnn_learns_the_lectures_lines_far_above_chance():
 
 def test_quick_run_on_real_mnist_learns_well_above_chance(tmp_path, mnist_data_dir, capsys):
     out = tmp_path / "run"
-    metrics = mnist_cnn.main(["--epochs", "2", "--train-examples", "3000", "--out", str(out),
+    metrics = mnist_cnn.main(["--epochs", "2", "--train-examples", "3000", "--out", str(out), "--eval-every", "10",
                               "--data-dir", str(mnist_data_dir)])
     printed = capsys.readouterr().out
     assert "devices: 8 x cpu as data 8 x model 1" in printed  # by default, every device (conftest.py's 8)
@@ -52,6 +54,8 @@ def test_quick_run_on_real_mnist_learns_well_above_chance(tmp_path, mnist_data_d
     for key in ("test_accuracy", "train_time_s", "compile_time_s", "images_per_s", "time_to_99_s", "peak_rss_mb"):
         assert key in on_disk, key
     assert on_disk["time_to_99_s"] is None  # 3,000 images and two epochs do not reach 99%
+    history = load_checkpoint(out / "checkpoints").meta["history"]
+    assert [p["step"] for p in scores_by_step(history)] == [10, 20, 23, 30, 40, 46]  # 23 steps an epoch
     assert "probability distribution over the classes" in printed
     for plot in ("loss.png", "accuracy.png", "filters.png", "feature_maps.png", "confusion_matrix.png",
                  "confidently_wrong.png"):
@@ -70,7 +74,8 @@ def test_missing_data_ends_with_one_clear_message(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--dropout", "1.0"], "--dropout: expected a probability of dropping, in [0, 1), got '1.0'"), (["--width", "0"], "--width: expected a positive integer")],
+    [(["--dropout", "1.0"], "--dropout: expected a probability of dropping, in [0, 1), got '1.0'"), (["--features", "32x0"], "--features: expected blocks of convolutions separated by commas"),
+     (["--zoom", "1.5"], "--zoom: expected a number in [0, 1), got '1.5'")],
 )
 def test_invalid_flags_are_rejected(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -13,7 +13,7 @@ from experiment_scripts import EXPERIMENTS, load_experiment
 
 from jaxdl.checkpoint import load_checkpoint
 
-QUICK = ["--epochs", "2", "--train-examples", "1024", "--batch-size", "64", "--width", "8", "--hidden", "32"]
+QUICK = ["--epochs", "2", "--train-examples", "1024", "--batch-size", "64", "--features", "8,16", "--hidden", "32"]
 
 
 def free_port() -> int:
@@ -49,8 +49,8 @@ def test_two_processes_train_mnist_to_the_result_of_one(tmp_path, mnist_data_dir
     together = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert abs(together["test_accuracy"] - alone["test_accuracy"]) <= 0.002  # 20 of 10,000 images
     history = {name: load_checkpoint(tmp_path / name / "checkpoints").meta["history"] for name in ("one", "two")}
-    for got, want in zip(history["two"], history["one"]):
-        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
-        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-4)
+    for got, want in zip(history["two"], history["one"]):  # BatchNorm's batch sums, added in another order
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=2e-3)
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=2e-3)
     written = sorted(path.name for path in Path(tmp_path / "two" / "checkpoints").iterdir())
     assert written == ["step_000000016.ckpt", "step_000000032.ckpt"]  # one file per save, by process 0
