@@ -144,7 +144,7 @@ def test_flax_forward_matches_jaxdl(bench, batch, jaxdl_model, jaxdl_logits):
 
 
 def test_torch_forward_matches_jaxdl(bench, batch, jaxdl_model, jaxdl_logits):
-    import torch
+    torch = pytest.importorskip("torch", reason="PyTorch is optional (benchmarks only)")
 
     model, _ = torch_copy(bench, jaxdl_model[1])
     with torch.no_grad():
