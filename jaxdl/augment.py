@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxdl.core import Layer, LayerError
-from jaxdl.layers import _check_rank
+from jaxdl.core import Layer
+from jaxdl.layers import _augmentation, _check_rank
 
 
 def affine_transform(images: jax.Array, angle: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
@@ -75,16 +75,7 @@ def RandomAffine(rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0, *
     if zoom >= 1:
         raise ValueError(f"RandomAffine zoom must be below 1 (a scale in [1 - zoom, 1 + zoom]), got {zoom!r}")
 
-    def init(key, input_shape):
-        _check_rank("RandomAffine", input_shape, 4, "(N, H, W, C)")
-        return tuple(input_shape), {}
-
-    def apply(params, x, *, key=None, train=False):
-        _check_rank("RandomAffine", x.shape, 4, "(N, H, W, C)")
-        if not train or rotation == zoom == shift == 0:
-            return x
-        if key is None:
-            raise LayerError("RandomAffine", "train=True needs a random key: call apply(params, x, key=key, train=True)")
+    def transform(x, key):
         n = x.shape[0]
         angle_key, scale_key, shift_key = jax.random.split(key, 3)
         angle = jax.random.uniform(angle_key, (n,), minval=-rotation, maxval=rotation)
@@ -92,4 +83,4 @@ def RandomAffine(rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0, *
         moves = jax.random.uniform(shift_key, (n, 2), minval=-shift, maxval=shift)
         return affine_transform(x, angle, scale, moves)
 
-    return Layer(init, apply, name, "RandomAffine")
+    return _augmentation("RandomAffine", name, transform, active=bool(rotation or zoom or shift))

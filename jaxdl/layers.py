@@ -270,6 +270,25 @@ def WordDropout(rate: float, *, unk_id: int = 1, padding_id: int | None = 0, nam
     return Layer(init, apply, name, "WordDropout")
 
 
+def _augmentation(kind: str, name: str, transform: Callable, active: bool) -> Layer:
+    """An image augmentation layer: while training (and ``active``), ``transform(x, key)`` of the
+    NHWC images ``x``; at evaluation the identity. Training needs a ``key``."""
+
+    def init(key, input_shape):
+        _check_rank(kind, input_shape, 4, "(N, H, W, C)")
+        return tuple(input_shape), {}
+
+    def apply(params, x, *, key=None, train=False):
+        _check_rank(kind, x.shape, 4, "(N, H, W, C)")
+        if not train or not active:
+            return x
+        if key is None:
+            raise LayerError(kind, "train=True needs a random key: call apply(params, x, key=key, train=True)")
+        return transform(x, key)
+
+    return Layer(init, apply, name, kind)
+
+
 def RandomShift(max_shift: int, *, name: str = "randomshift") -> Layer:
     """Data augmentation: while training, move each NHWC image by up to ``max_shift``
     pixels along each axis (uniformly, zeros shifted in). At evaluation it is the
@@ -278,16 +297,7 @@ def RandomShift(max_shift: int, *, name: str = "randomshift") -> Layer:
     if not isinstance(max_shift, int) or max_shift < 0:
         raise ValueError(f"RandomShift max_shift must be an int >= 0, got {max_shift!r}")
 
-    def init(key, input_shape):
-        _check_rank("RandomShift", input_shape, 4, "(N, H, W, C)")
-        return tuple(input_shape), {}
-
-    def apply(params, x, *, key=None, train=False):
-        _check_rank("RandomShift", x.shape, 4, "(N, H, W, C)")
-        if not train or max_shift == 0:
-            return x
-        if key is None:
-            raise LayerError("RandomShift", "train=True needs a random key: call apply(params, x, key=key, train=True)")
+    def shift(x, key):
         n, h, w, c = x.shape
         m = max_shift
         padded = jnp.pad(x, ((0, 0), (m, m), (m, m), (0, 0)))
@@ -295,7 +305,7 @@ def RandomShift(max_shift: int, *, name: str = "randomshift") -> Layer:
         crop = lambda image, corner: lax.dynamic_slice(image, (corner[0], corner[1], 0), (h, w, c))  # noqa: E731
         return jax.vmap(crop)(padded, corners)
 
-    return Layer(init, apply, name, "RandomShift")
+    return _augmentation("RandomShift", name, shift, active=max_shift > 0)
 
 
 def Embedding(
