@@ -31,7 +31,7 @@ from jaxdl.metrics import confusion_matrix
 from jaxdl.models import cnn
 from jaxdl.precision import mixed_precision
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, make_eval_step, make_train_step, predict
+from jaxdl.train import TrainState, average_weights, eval_params, make_eval_step, make_train_step, predict
 
 # Settings: the shared flags with this script's defaults, and its own (--help lists them).
 parser = experiment.experiment_parser(
@@ -55,6 +55,9 @@ parser.add_argument("--zoom", type=experiment.fraction, default=0.1,
 parser.add_argument("--warmup", type=experiment.fraction, default=0.1,
                     help="the fraction of the steps over which the learning rate rises from 0 to --lr, "
                     "before its cosine decay")
+parser.add_argument("--average", type=experiment.decay, default=None,
+                    help="keep an exponential moving average of the weights with this decay (0.999, say), "
+                    "and evaluate and save it (default: none)")
 parser.add_argument("--eval-every", type=experiment.positive_int, default=None,
                     help="also score the test set every this many steps (default: after each epoch only)")
 parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
@@ -78,9 +81,12 @@ def main(argv=None) -> dict:
     summary(model, input_shape)
     compute = mixed_precision(model, args.dtype)
 
-    # Train: each network of the ensemble from its own seed, Adam on a cosine schedule, the test set every epoch
+    # Train: each network of the ensemble from its own seed, Adam on a cosine schedule (keeping an average of the
+    # weights with --average), the test set every epoch
     steps = args.epochs * (len(data.train["y"]) // args.batch_size)
     optimizer = optax.adam(optax.warmup_cosine_decay_schedule(0.0, args.lr, int(args.warmup * steps), steps))
+    if args.average:
+        optimizer = average_weights(optimizer, args.average)
     train_step = make_train_step(compute, softmax_cross_entropy, optimizer)
     eval_step = make_eval_step(compute, softmax_cross_entropy)
     results = []
@@ -97,7 +103,7 @@ def main(argv=None) -> dict:
 
     # Test accuracy: each network's probability distributions, and their average
     labels, names = data.test["y"], data.class_names
-    each = [predict(compute, r.state.params, data.test["x"], 1000, model_state=r.state.model_state,
+    each = [predict(compute, eval_params(r.state), data.test["x"], 1000, model_state=r.state.model_state,
                     transform=jax.nn.softmax) for r in results]
     if len(results) > 1:
         print("\ntest accuracy of each network: " + ", ".join(f"{(p.argmax(-1) == labels).mean():.2%}" for p in each))
@@ -114,7 +120,7 @@ def main(argv=None) -> dict:
     out = args.out
     cm = np.asarray(confusion_matrix(labels, predicted, data.num_classes))
     viz.plot_confusion_matrix(cm, out / "confusion_matrix.png", labels=names, title=f"{args.dataset} test set")
-    params = devices.fetch(results[0].state.params)  # on the host: also where a multi-process run spread it
+    params = devices.fetch(eval_params(results[0].state))  # on the host: also where a multi-process run spread it
     kernels = np.asarray(params["conv1"]["w"])  # (3, 3, C, width)
     viz.plot_image_grid(np.moveaxis(kernels.mean(2), -1, 0), out / "filters.png", cmap="RdBu_r", centered=True,
                         title="learned first-layer filters (3x3)")

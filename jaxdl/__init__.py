@@ -57,10 +57,12 @@ from jaxdl.data import DataError, load_image_classification
 from jaxdl.precision import mixed_precision
 from jaxdl.models import char_language_model, cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
 from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
-from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit
+from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit, scores_by_step
 from jaxdl.train import (
     TrainState,
+    average_weights,
     ensemble_predict,
+    eval_params,
     evaluate,
     forward,
     make_eval_step,

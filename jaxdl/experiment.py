@@ -52,6 +52,7 @@ positive_float = _argument_type(float, lambda v: 0.0 < v < float("inf"), "a posi
 non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 probability = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a probability of dropping, in [0, 1)")
 fraction = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+decay = _argument_type(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), such as 0.999")
 non_negative_float = _argument_type(float, lambda v: 0.0 <= v < float("inf"), "a finite number >= 0")
 
 

@@ -24,7 +24,7 @@ from jaxdl.checkpoint import json_ready, latest_checkpoint, load_checkpoint, sav
 from jaxdl.compiler import jit
 from jaxdl.core import device_errors
 from jaxdl.data import ArrayBatches, BatchSource, batch_source, epoch_order
-from jaxdl.train import Batch, TrainState, evaluate, make_multi_step, place_batches, stream_keys
+from jaxdl.train import Batch, TrainState, eval_params, evaluate, make_multi_step, place_batches, stream_keys
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -287,7 +287,8 @@ def fit(
       train_step: from :func:`jaxdl.train.make_train_step`.
       train_data: dict of arrays with a shared first axis, e.g. ``{"x", "y"}``, or a
         :class:`jaxdl.data.BatchSource` such as :class:`jaxdl.data.text.Buckets`.
-      eval_step, eval_data: from :func:`jaxdl.train.make_eval_step`, and the data it scores (``val_*``).
+      eval_step, eval_data: from :func:`jaxdl.train.make_eval_step`, and the data it scores (``val_*``),
+        with :func:`jaxdl.train.eval_params` (the running average of the weights, if kept).
       eval_every: also score ``eval_data`` every this many steps inside an epoch; each epoch's
         record lists those scores under ``"evaluations"`` (:func:`scores_by_step` reads them
         with the epochs' own). The time they take counts in ``elapsed_s``, not in training time.
@@ -347,7 +348,8 @@ def fit(
     def scores(state: TrainState) -> dict:
         if eval_step is None or eval_source is None:
             return {}
-        values = evaluate(eval_step, state.params, eval_source, batch_size, model_state=state.model_state, mesh=mesh)
+        values = evaluate(eval_step, eval_params(state), eval_source, batch_size, model_state=state.model_state,
+                          mesh=mesh)
         return {f"val_{k}": v for k, v in values.items()}
 
     stop = early_stopping is not None and early_stopping.should_stop(history)  # a resumed run had stopped

@@ -25,6 +25,7 @@ from jaxdl.checkpoint import atomic_write, latest_checkpoint, load_checkpoint
 from jaxdl.core import Layer
 from jaxdl.data.text import Vocabulary
 from jaxdl.loop import ResumeError
+from jaxdl.train import eval_params
 
 NOT_IDENTIFYING = (
     "epochs", "resume", "out", "progress", "data_dir", "manual_dir", "steps_per_call",
@@ -105,7 +106,8 @@ def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
 
 
 class Run(NamedTuple):
-    """A saved run, ready to use: its model, each network's params (and state), its
+    """A saved run, ready to use: its model, each network's params (their running average
+    where the optimizer kept one: :func:`jaxdl.train.average_weights`) and state, its
     vocabularies by name, and the settings it was trained with."""
 
     folder: Path
@@ -134,5 +136,5 @@ def load_run(out: str | os.PathLike, build: Callable[[dict, dict[str, Vocabulary
     saved = [load_checkpoint(folder) for folder in folders]
     settings = saved[0].config
     model = build(settings, vocabulary_files)
-    return Run(Path(out), model, [checkpoint.state["params"] for checkpoint in saved],
+    return Run(Path(out), model, [eval_params(checkpoint.state) for checkpoint in saved],
                [checkpoint.state.get("model_state") for checkpoint in saved], vocabulary_files, settings)

@@ -59,6 +59,49 @@ class TrainState(NamedTuple):
         return cls(jnp.zeros((), jnp.int32), params, optimizer.init(params), key, model_state)
 
 
+class WeightAverageState(NamedTuple):
+    """The state of :func:`average_weights`: the wrapped optimizer's, and the running average."""
+
+    inner: Any
+    count: jax.Array
+    averaged_params: Any
+
+
+def average_weights(optimizer: optax.GradientTransformation, decay: float = 0.999) -> optax.GradientTransformation:
+    """``optimizer``, keeping besides an exponential moving average of the parameters it
+    produces: after update ``t`` (1, 2, ...), ``average = d * average + (1 - d) * params``
+    with ``d = min(decay, t / (t + 9))``, so that the first updates are not drowned by the
+    initial weights. The updates are ``optimizer``'s, unchanged: training follows the same
+    path. The average lives in the optimizer's state, so checkpoints save it and a resumed
+    run continues it; :func:`eval_params` reads it, and :func:`jaxdl.loop.fit` scores it.
+    """
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"average_weights decay must be in (0, 1), e.g. 0.999, got {decay!r}")
+
+    def init(params):
+        return WeightAverageState(optimizer.init(params), jnp.zeros((), jnp.int32), jax.tree.map(jnp.asarray, params))
+
+    def update(grads, state, params=None, **extra):
+        if params is None:
+            raise ValueError("average_weights needs the params: optimizer.update(grads, state, params)")
+        updates, inner = optimizer.update(grads, state.inner, params, **extra)
+        count = state.count + 1
+        d = jnp.minimum(decay, count / (count + 9.0))
+        averaged = jax.tree.map(lambda a, p, u: (d * a + (1 - d) * (p + u)).astype(a.dtype),
+                                state.averaged_params, params, updates)
+        return updates, WeightAverageState(inner, count, averaged)
+
+    return optax.GradientTransformation(init, update)
+
+
+def eval_params(state: TrainState):
+    """The parameters to evaluate a train state with: the running average of
+    :func:`average_weights` when its optimizer keeps one, else ``state.params``. Also takes
+    a checkpoint's state read without a target (nested dicts)."""
+    tree = state if isinstance(state, dict) else state._asdict()
+    return optax.tree_utils.tree_get(tree["opt_state"], "averaged_params", tree["params"])
+
+
 CONTEXT_FREE = ("x", "y", "mask", "index")  # batch columns that are not the model's context
 
 

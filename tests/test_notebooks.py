@@ -19,7 +19,7 @@ DATASETS = {
     "05_scaling": ("mnist_data_dir",),
 }
 # How many cells show a plot in quick mode, at least.
-PLOTTING_CELLS = {"01_perceptron_xor": 4, "02_convolutions_mnist": 10, "03_recurrent_networks": 2,
+PLOTTING_CELLS = {"01_perceptron_xor": 4, "02_convolutions_mnist": 11, "03_recurrent_networks": 2,
                   "04_last_names": 2, "05_scaling": 3}
 
 

@@ -621,6 +621,47 @@ def test_eval_every_resumes_inside_an_epoch_with_its_scores_so_far(toy, tmp_path
     assert strip(scores_by_step(resumed.history)) == strip(scores_by_step(whole.history))
 
 
+# ------------------------------------------------------------------- weight averaging
+def test_average_weights_keeps_the_optimizers_updates_and_averages_by_hand():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = [{"w": jnp.array([0.5, 1.0]) * (t + 1)} for t in range(12)]
+    plain, averaged = optax.sgd(0.1), dl.average_weights(optax.sgd(0.1), decay=0.5)
+    plain_state, state = plain.init(params), averaged.init(params)
+    p, expected = params, np.array([1.0, -2.0])
+    for t, g in enumerate(grads, start=1):
+        want, plain_state = plain.update(g, plain_state, p)
+        got, state = averaged.update(g, state, p)
+        np.testing.assert_array_equal(got["w"], want["w"])  # the optimizer's own updates
+        p = optax.apply_updates(p, got)
+        d = min(0.5, t / (t + 9))  # 0.1, 0.18, ..., then the decay itself from t = 9
+        expected = d * expected + (1 - d) * np.asarray(p["w"])
+        np.testing.assert_allclose(state.averaged_params["w"], expected, rtol=1e-6)
+    assert int(state.count) == 12
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
+def test_average_weights_refuses_a_decay_outside_zero_one(decay):
+    with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
+        dl.average_weights(optax.sgd(0.1), decay=decay)
+
+
+def test_fit_scores_the_averaged_weights_which_checkpoints_keep(toy, tmp_path, reference):
+    optimizer = dl.average_weights(optax.adam(0.05), decay=0.9)
+    state = TrainState.create(toy.state.params, optimizer, toy.state.key)
+    train_step = make_train_step(toy.model, dl.softmax_cross_entropy, optimizer)
+    result = fit(state, train_step, toy.data, epochs=4, batch_size=BATCH_SIZE, eval_step=toy.eval_step,
+                 eval_data=toy.data, checkpoint_dir=tmp_path, progress=False)
+    assert_trees_equal(result.state.params, reference.state.params)  # the same training
+    averaged = dl.eval_params(result.state)
+    assert not np.allclose(averaged["dense1"]["w"], result.state.params["dense1"]["w"])
+    scores = dl.evaluate(toy.eval_step, averaged, toy.data, BATCH_SIZE)
+    assert result.history[-1]["val_loss"] == pytest.approx(scores["loss"], rel=1e-6)
+    assert result.history[-1]["val_loss"] != reference.history[-1]["val_loss"]
+    saved = load_checkpoint(tmp_path).state  # nested dicts, as a saved run is read
+    assert_trees_equal(dl.eval_params(saved), host(averaged))
+    assert dl.eval_params(toy.state) is toy.state.params  # no average kept: the params
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"eval_every": 0}, "eval_every must be a positive int, got 0"),
     ({"eval_every": 2, "eval_data": None}, "eval_every needs eval_step and eval_data"),
