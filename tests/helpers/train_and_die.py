@@ -57,7 +57,10 @@ def die() -> None:
 
 
 def interrupt() -> None:
-    os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at the next instruction
+    # Python raises KeyboardInterrupt at the next instruction, also where this process was started with
+    # SIGINT ignored (a job sent to the background by a non-interactive shell, as some CI runners do)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main(argv=None) -> None:
