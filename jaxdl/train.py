@@ -79,7 +79,7 @@ def average_weights(optimizer: optax.GradientTransformation, decay: float = 0.99
         raise ValueError(f"average_weights decay must be in (0, 1), e.g. 0.999, got {decay!r}")
 
     def init(params):
-        return WeightAverageState(optimizer.init(params), jnp.zeros((), jnp.int32), jax.tree.map(jnp.asarray, params))
+        return WeightAverageState(optimizer.init(params), jnp.zeros((), jnp.int32), params)
 
     def update(grads, state, params=None, **extra):
         if params is None:
@@ -87,8 +87,7 @@ def average_weights(optimizer: optax.GradientTransformation, decay: float = 0.99
         updates, inner = optimizer.update(grads, state.inner, params, **extra)
         count = state.count + 1
         d = jnp.minimum(decay, count / (count + 9.0))
-        averaged = jax.tree.map(lambda a, p, u: (d * a + (1 - d) * (p + u)).astype(a.dtype),
-                                state.averaged_params, params, updates)
+        averaged = optax.incremental_update(optax.apply_updates(params, updates), state.averaged_params, 1 - d)
         return updates, WeightAverageState(inner, count, averaged)
 
     return optax.GradientTransformation(init, update)
