@@ -8,6 +8,7 @@ flows through explicit keys. The names a notebook user types are here::
     model = dl.serial(dl.Dense(3), dl.Sigmoid(), dl.Dense(1))
 """
 
+from jaxdl import allocator  # first: glibc settings for XLA's CPU scratch memory, before JAX starts threads
 from jaxdl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from jaxdl.compiler import jit
 from jaxdl.devices import make_mesh
