@@ -35,7 +35,7 @@ from jaxdl.train import TrainState, average_weights, eval_params, make_eval_step
 
 # Settings: the shared flags with this script's defaults, and its own (--help lists them).
 parser = experiment.experiment_parser(
-    __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=10, batch_size=128, lr=3e-3, data=True, ensemble=True,
+    __doc__.split("\n\n")[0], out="runs/mnist_cnn", epochs=15, batch_size=128, lr=3e-3, data=True, ensemble=True,
     scales=True,
 )
 parser.add_argument("--dataset", default="mnist", help="any TFDS image-classification dataset with 'image' and 'label'")

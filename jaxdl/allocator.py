@@ -14,9 +14,12 @@ about 1.4x faster (docs/results.md).
 The price: the process keeps the memory it once used (it is reused, not returned to
 the system). Set ``JAXDL_GLIBC_MALLOC=default`` before importing jaxdl to leave glibc's
 defaults; any ``MALLOC_*`` or ``GLIBC_TUNABLES`` setting of your own also leaves them
-alone. Threads created before the import keep their arenas: import jaxdl before JAX
-first computes anything to get the whole effect. Other C libraries (macOS, Windows,
-musl) are left alone.
+alone. Other C libraries (macOS, Windows, musl) are left alone.
+
+Threads that allocated before the import (a Jupyter kernel's own) keep arenas of their
+own, and JAX's threads may be given one of them, where a block above 64 MB still comes
+from a fresh ``mmap``. There, start the process with the same settings as environment
+variables, :data:`ENVIRONMENT` (``docs/notebooks/run.py`` starts its kernels so).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # glibc's malloc.h
 SETTINGS = {M_ARENA_MAX: 1, M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2**31 - 1}
+ENVIRONMENT = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 OPT_OUT = "JAXDL_GLIBC_MALLOC"
 
 
@@ -51,6 +55,11 @@ def keep_scratch_memory_in_heap() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all(mallopt(option, value) == 1 for option, value in SETTINGS.items())
+
+
+def environment() -> dict[str, str]:
+    """:data:`ENVIRONMENT` for a child process (a Jupyter kernel) where jaxdl tuned this one, else {}."""
+    return dict(ENVIRONMENT) if TUNED else {}
 
 
 TUNED = keep_scratch_memory_in_heap()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -12,25 +13,32 @@ from jaxdl import allocator
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
                                 reason="jaxdl tunes glibc's malloc only")
 
-# A jitted call whose scratch memory (exp(x), 40 MB) is above glibc's largest mmap threshold (32 MiB)
+# A jitted call whose scratch memory, exp(x) of 80 MB, is above the largest block glibc serves from a heap by
+# default (32 MiB in the main arena, 64 MiB in a thread's): with glibc's defaults every call maps it afresh
 FAULTS_PER_CALL = """
-import json, resource
+import json, resource, threading
+threads = [threading.Thread(target=lambda: bytearray(1 << 20)) for _ in range(THREADS_FIRST)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
 import jaxdl, jax.numpy as jnp
-x = jnp.ones((2500, 4000))
+x = jnp.ones((5000, 4000))
 row_sums = jaxdl.jit(lambda x: jnp.exp(x) @ jnp.ones(4000))
 faults = []
-for _ in range(16):
+for _ in range(20):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     row_sums(x).block_until_ready()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 print(json.dumps({"tuned": jaxdl.allocator.TUNED, "faults": faults}))
 """
-SCRATCH_PAGES = 2500 * 4000 * 4 // 4096
+SCRATCH_PAGES = 5000 * 4000 * 4 // 4096
 
 
-def faults_per_call(**environ) -> dict:
+def faults_per_call(threads_first: int = 0, **environ) -> dict:
+    """Page faults of each of 20 calls in a fresh process, after ``threads_first`` threads allocated memory (as a
+    Jupyter kernel's do before a notebook imports jaxdl), with ``environ`` added to its environment."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", FAULTS_PER_CALL], env={**env, **environ}, capture_output=True,
+    script = FAULTS_PER_CALL.replace("THREADS_FIRST", str(threads_first))
+    done = subprocess.run([sys.executable, "-c", script], env={**env, **environ}, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -40,10 +48,11 @@ def faults_per_call(**environ) -> dict:
 def test_once_warm_calls_reuse_their_scratch_memory_and_opting_out_brings_the_page_faults_back():
     tuned = faults_per_call()
     assert tuned["tuned"] is True
-    assert max(tuned["faults"][-4:]) < SCRATCH_PAGES / 10, tuned["faults"]  # the heap grows for a few calls, then no more
+    # The heap grows for a few calls (more where a call allocates before the last one's memory is freed), then no more
+    assert statistics.median(tuned["faults"][-8:]) < SCRATCH_PAGES / 10, tuned["faults"]
     default = faults_per_call(JAXDL_GLIBC_MALLOC="default")
     assert default["tuned"] is False
-    assert min(default["faults"][-4:]) > SCRATCH_PAGES / 2, default["faults"]  # a fresh mmap at every call
+    assert statistics.median(default["faults"][-8:]) > SCRATCH_PAGES / 2, default["faults"]  # a fresh mmap each call
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -56,3 +65,16 @@ def test_once_warm_calls_reuse_their_scratch_memory_and_opting_out_brings_the_pa
 ])
 def test_a_users_own_malloc_settings_or_the_opt_out_leave_glibc_alone(environ, expected):
     assert allocator.wanted(environ) is expected
+
+
+@glibc_only
+def test_a_process_whose_threads_start_before_the_import_reuses_its_scratch_memory_with_the_settings_in_its_environment():
+    # Without them, JAX's threads may get those threads' arenas, where 80 MB always comes from a fresh mmap: some
+    # calls fault and some do not, depending on which thread runs them (seen: 4 to 15 of 15 calls faulting).
+    from_the_start = faults_per_call(threads_first=4, **allocator.ENVIRONMENT)
+    assert from_the_start["tuned"] is False  # the user's (here: jaxdl's) MALLOC_* settings: jaxdl leaves them be
+    assert statistics.median(from_the_start["faults"][-8:]) < SCRATCH_PAGES / 10, from_the_start["faults"]
+
+
+def test_a_child_process_gets_the_settings_as_environment_variables_where_they_were_made():
+    assert allocator.environment() == (allocator.ENVIRONMENT if allocator.TUNED else {})

@@ -236,7 +236,7 @@ def test_each_scripts_section_matches_its_parser(flags_doc, parsers):
 def test_check_default_reads_defaults_with_the_flags_own_type(parsers):
     # the checks above must be able to fail: a wrong literal, and a literal for a default of None
     with pytest.raises(AssertionError, match="default"):
-        check_default("mnist_cnn", "--epochs", parsers["mnist_cnn"]["--epochs"], "`15`")
+        check_default("mnist_cnn", "--epochs", parsers["mnist_cnn"]["--epochs"], "`10`")
     with pytest.raises(AssertionError, match="default"):
         check_default("mnist_cnn", "--devices", parsers["mnist_cnn"]["--devices"], "`1`")
     check_default("last_names", "--buckets", parsers["last_names"]["--buckets"], "`8,16,32,48`")

@@ -21,6 +21,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from jaxdl import allocator  # the kernel starts with jaxdl's malloc settings: its own threads come first
+
 NOTEBOOKS = Path(__file__).resolve().parent
 QUICK_ENV = "JAXDL_QUICK"  # "1": the notebooks' quick mode
 
@@ -44,7 +46,7 @@ def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800
     seconds, ``DeadKernelError`` if the kernel dies); the cells before it keep their outputs."""
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(
-        env={**os.environ, QUICK_ENV: "1" if quick else "0"})  # the kernel's environment
+        env={**os.environ, **allocator.environment(), QUICK_ENV: "1" if quick else "0"})  # the kernel's environment
     return notebook
 
 
