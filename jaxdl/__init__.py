@@ -52,6 +52,7 @@ from jaxdl.layers import (
     WordDropout,
 )
 from jaxdl.augment import RandomAffine, affine_transform
+from jaxdl.crf import CRF, bio_constraints
 from jaxdl.losses import binary_cross_entropy, mean_squared_error, softmax_cross_entropy
 from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_matrix, span_scores
 from jaxdl.data import DataError, load_image_classification

@@ -11,7 +11,7 @@ from experiment_scripts import load_script
 
 build_api = load_script(Path("docs/build_api.py"), "build_api")
 
-MODULES = ["allocator", "augment", "checkpoint", "compiler", "core", "data", "data/tagging", "data/text", "devices", "entities", "experiment",
+MODULES = ["allocator", "augment", "checkpoint", "compiler", "core", "crf", "data", "data/tagging", "data/text", "data/vectors", "devices", "entities", "experiment",
            "generate", "gradients", "layers", "lecture", "loop", "losses", "metrics", "models", "precision", "recurrent",
            "runs", "tables", "timing", "train", "viz"]
 

@@ -1,5 +1,5 @@
 """Data: TFDS datasets as numpy arrays (online, or offline from a folder of original files),
-text datasets decoded to strings, and in-memory datasets and their batches."""
+text datasets decoded to strings, in-memory datasets and their batches, and pretrained word vectors."""
 
 from jaxdl.data.batching import (
     ArrayBatches,
@@ -10,7 +10,7 @@ from jaxdl.data.batching import (
     eval_batches,
     shuffled_batches,
 )
-from jaxdl.data import tagging, text
+from jaxdl.data import tagging, text, vectors
 from jaxdl.data.text_datasets import label_names, load_text_corpus, load_text_dataset
 from jaxdl.data.tfds import (
     DataError,
@@ -38,4 +38,5 @@ __all__ = [
     "shuffled_batches",
     "tagging",  # submodules: vocabularies, padding and length buckets; last names and token features
     "text",
+    "vectors",  # pretrained word vectors (GloVe, word2vec, fastText) for an Embedding
 ]
