@@ -4,20 +4,24 @@ Machine learning against deep learning. First, features a person designed (is th
 previous word a title such as "Mr", is the word capitalised, is the previous one...:
 jaxdl.data.tagging.FEATURES) feed one logistic unit, the perceptron with a smooth
 threshold, trained by gradient descent. Then a network designs its own features: word
-embeddings beside a character CNN, a 2-layer bidirectional LSTM, and a softmax over the
-named-entity tags of every token (people, organisations, locations, miscellaneous, in
-BIO form); the last word of each person it finds is a last name. The gold last names are
+embeddings beside a character CNN, a 2-layer bidirectional LSTM, and a CRF that picks the
+best sequence of named-entity tags for the sentence (people, organisations, locations,
+miscellaneous, in BIO form; --no-crf: a softmax for each token alone); the last word of
+each person it finds is a last name. --embeddings starts the word vectors from pretrained
+ones (GloVe), which bring what they learned from billions of words of unlabelled text. The gold last names are
 the last words of CoNLL's PER spans (jaxdl.data.tagging.last_name_labels says the rule
 and its limits). Both are scored on the dev and test sets: last-name precision, recall
 and F1 per token, and the tagger's entity F1 (exact spans, as CoNLL's conlleval).
 
     python experiments/last_names.py                           # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/last_names.py --embeddings glove.6B.50d.txt.gz --embed 50
     python experiments/last_names.py use "Yesterday Mr. John Doe met Jane Smith in Paris."
     echo "Smith told Reuters on Monday ." | python experiments/last_names.py use -
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -50,15 +54,15 @@ from jaxdl.entities import (
     last_name_table,
     predicted_tags,
     tag_texts,
+    tagger_loss,
     tagger_optimizer,
 )
-from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import binary_scores, span_scores
 from jaxdl.models import CELLS, logistic_unit
 from jaxdl.precision import mixed_precision
 from jaxdl.runs import RunError
 from jaxdl.tables import format_table
-from jaxdl.train import TrainState, make_train_step
+from jaxdl.train import TrainState, freeze, make_train_step
 
 # Settings: the shared flags with this script's defaults, then the tagger's (--help lists them).
 parser = experiment.experiment_parser(
@@ -87,6 +91,10 @@ parser.add_argument("--min-count", type=experiment.positive_int, default=2,
 parser.add_argument("--buckets", type=experiment.increasing_ints, default=(8, 16, 32, 48),
                     help="sentence lengths that batches are padded to, one compiled step each; one more bucket "
                     "holds the longest sentences")
+parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
+                    help="end in a CRF that scores whole tag sequences (Viterbi decoding, IOB2 rules), "
+                    "instead of a softmax per token")
+experiment.add_embeddings_flags(parser)
 parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                     help="train on the first N training sentences only (a quick run); default: all")
 
@@ -167,7 +175,8 @@ def main(argv=None) -> dict:
             for name, split in splits.items()}
     # The tags and the buckets join the run's settings: saved with its checkpoints, `use` builds the tagger from them
     vars(args).update(tags=tags, boundaries=list(boundaries))
-    model = build_tagger(vars(args), {"words": words, "chars": chars})
+    model = build_tagger(vars(args), {"words": words, "chars": chars},
+                         embed_init=experiment.pretrained_embeddings(args, parser, words))
     input_shape = (-1, boundaries[-1], 1 + args.max_chars)
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; "
           f"{count_params(abstract_init(model, input_shape)[1]):,} parameters; length buckets {boundaries}")
@@ -179,7 +188,9 @@ def main(argv=None) -> dict:
 
     # Train: each network from its seed, Adam with a cosine decay over all the steps
     optimizer = tagger_optimizer(args.lr, args.epochs * data["train"].steps_per_epoch(args.batch_size))
-    train_step = make_train_step(compute, softmax_cross_entropy, optimizer)
+    if args.freeze_embeddings:
+        optimizer = freeze(optimizer, "features/words/embedding")
+    train_step = make_train_step(compute, tagger_loss(vars(args)), optimizer)
     results = []
     for i, member in enumerate(runs.members(args.out, args.seed, args.ensemble, name="checkpoints/tagger")):
         if args.ensemble > 1:

@@ -10,6 +10,7 @@ networks a run saved.
 
     python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=../shared/data
     python experiments/sentiment.py --cell gru --layers 2 --bidirectional
+    python experiments/sentiment.py --embeddings glove.6B.50d.txt.gz --embed 50   # pretrained word vectors
     python experiments/sentiment.py use "a charming and often affecting journey"
     echo "the plot is a mess" | python experiments/sentiment.py use -
 """
@@ -30,7 +31,7 @@ from jaxdl.generate import classify_sentences
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.models import CELLS, from_settings, rnn_classifier
 from jaxdl.precision import mixed_precision
-from jaxdl.train import TrainState, make_eval_step, make_train_step
+from jaxdl.train import TrainState, freeze, make_eval_step, make_train_step
 
 # Settings: the shared flags with this script's defaults, then its own (--help lists them).
 parser = experiment.experiment_parser(
@@ -52,6 +53,7 @@ parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's dec
 parser.add_argument("--min-count", type=experiment.positive_int, default=2,
                     help="words seen fewer times in training become <unk>")
 parser.add_argument("--buckets", type=experiment.positive_int, default=4, help="sentence length buckets")
+experiment.add_embeddings_flags(parser)
 parser.add_argument("--train-examples", type=experiment.positive_int, default=None,
                     help="train on the first N training sentences only (a quick run); default: all")
 
@@ -97,13 +99,16 @@ def main(argv=None) -> dict:
           f"{len(vocabulary):,} words (seen >= {args.min_count} times); length buckets {boundaries}")
 
     # Model: the classifier of the flags, computing in --dtype
-    model = from_settings(rnn_classifier, vars(args), len(vocabulary), 2)
+    model = from_settings(rnn_classifier, vars(args), len(vocabulary), 2,
+                          embed_init=experiment.pretrained_embeddings(args, parser, vocabulary))
     summary(model, (-1, boundaries[-1]))
     compute = mixed_precision(model, args.dtype)
 
     # Train: each network from its seed, AdamW with a cosine decay over all the steps
     steps = args.epochs * train_data.steps_per_epoch(args.batch_size)
     optimizer = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
+    if args.freeze_embeddings:
+        optimizer = freeze(optimizer, "embedding")
     train_step = make_train_step(compute, softmax_cross_entropy, optimizer)
     eval_step = make_eval_step(compute, softmax_cross_entropy)
     results = []

@@ -67,6 +67,7 @@ from jaxdl.train import (
     eval_params,
     evaluate,
     forward,
+    freeze,
     make_eval_step,
     make_multi_step,
     make_per_example_train_step,

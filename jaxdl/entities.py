@@ -10,16 +10,18 @@ character vocabularies (:func:`jaxdl.data.tagging.encode_tokens`).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 import optax
 
 from jaxdl.core import Layer
+from jaxdl.crf import ChainScores, bio_constraints, negative_log_likelihood, viterbi
 from jaxdl.data.tagging import FEATURES, token_features, token_rows, tokenize_news
 from jaxdl.data.text import Buckets, Vocabulary, bucket_examples, covering_lengths
-from jaxdl.losses import binary_cross_entropy
+from jaxdl.layers import Initializer
+from jaxdl.losses import binary_cross_entropy, softmax_cross_entropy
 from jaxdl.loop import FitResult, fit
 from jaxdl.metrics import Scores, best_f1_threshold
 from jaxdl.models import logistic_unit, tagger
@@ -34,16 +36,27 @@ FEATURE_UNIT = {"epochs": 3, "batch_size": 256, "lr": 0.05}
 """How :func:`fit_feature_unit` trains the logistic unit: it converges in a few epochs."""
 
 
-def build_tagger(settings: Mapping, vocabularies: Mapping[str, Vocabulary]) -> Layer:
+def build_tagger(settings: Mapping, vocabularies: Mapping[str, Vocabulary], *,
+                 embed_init: Initializer | None = None) -> Layer:
     """The tagger of a run: :func:`jaxdl.models.tagger` for the ``"words"`` and ``"chars"``
     of ``vocabularies``, the ``settings["tags"]`` it chooses from, and the
     :data:`TAGGER_SETTINGS` of ``settings`` (a script's flags, or a checkpoint's config:
-    the ``build`` of :func:`jaxdl.runs.load_run`)."""
+    the ``build`` of :func:`jaxdl.runs.load_run`). With ``settings["crf"]`` (absent: off) it
+    ends in a CRF whose moves follow the IOB2 rules of the tags; ``embed_init`` gives the
+    word embedding's initial table (pretrained vectors)."""
     missing = [name for name in ("tags", *TAGGER_SETTINGS) if name not in settings]
     if missing:
         raise KeyError(f"build_tagger: the settings lack {missing}")
+    crf = bool(settings.get("crf", False))
     return tagger(len(vocabularies["words"]), len(vocabularies["chars"]), len(settings["tags"]),
+                  crf=crf, allowed=bio_constraints(settings["tags"]) if crf else None, embed_init=embed_init,
                   **{name: settings[name] for name in TAGGER_SETTINGS})
+
+
+def tagger_loss(settings: Mapping) -> Callable:
+    """The loss a run's tagger trains on: the CRF's negative log-likelihood of the gold tag
+    sequences with ``settings["crf"]``, else each token's softmax cross-entropy (both per token)."""
+    return negative_log_likelihood if settings.get("crf", False) else softmax_cross_entropy
 
 
 def tagger_optimizer(lr: float, steps: int) -> optax.GradientTransformation:
@@ -54,10 +67,19 @@ def tagger_optimizer(lr: float, steps: int) -> optax.GradientTransformation:
 
 def predicted_tags(model: Layer, members: Sequence, data: Buckets, tags: Sequence[str], *,
                    batch_size: int = 256) -> list[list[str]]:
-    """The most probable tag of each token of each sentence of ``data`` (token rows in
-    length buckets), by the networks' probabilities averaged; sentences in input order."""
-    probabilities = ensemble_predict(model, members, data, batch_size, per_step=True)
-    return [[tags[i] for i in p.argmax(-1)] for p in probabilities]
+    """The tag of each token of each sentence of ``data`` (token rows in length buckets),
+    sentences in input order: the most probable by the networks' probabilities averaged,
+    or for a tagger that ends in a CRF, its best tag sequence (Viterbi), the networks voting
+    token by token."""
+    votes = ensemble_predict(model, members, data, batch_size, per_step=True, transform=_tag_probabilities)
+    return [[tags[i] for i in p.argmax(-1)] for p in votes]
+
+
+def _tag_probabilities(outputs) -> jax.Array:
+    """(B, T, K): each tag's softmax probability, or 1 for the tags of a CRF's Viterbi path."""
+    if isinstance(outputs, ChainScores):
+        return jax.nn.one_hot(viterbi(outputs)[0], outputs.emissions.shape[-1])
+    return jax.nn.softmax(outputs)
 
 
 def tag_texts(model: Layer, members: Sequence, texts: Sequence[str], words: Vocabulary, chars: Vocabulary,

@@ -24,7 +24,9 @@ from jaxdl.data import (
     load_image_classification,
     load_text_dataset,
 )
-from jaxdl.data.text import VocabularyError
+from jaxdl.data.text import Vocabulary, VocabularyError
+from jaxdl.data.vectors import VectorsError, aligned_table, pretrained, read_word_vectors
+from jaxdl.layers import Initializer
 from jaxdl.loop import FitResult, Interrupted, NonFiniteLossError, ResumeError, fit
 from jaxdl.precision import DTYPES
 from jaxdl.runs import RunError
@@ -238,7 +240,8 @@ def history_table(history: list[dict], val: str = "val", metrics: Sequence[str] 
 
 # What a user can put right: a missing dataset, a corrupt checkpoint, a run resumed with other
 # settings, a bad input to a layer, a learning rate that diverges.
-USER_ERRORS = (DataError, CheckpointError, ResumeError, RunError, VocabularyError, LayerError, NonFiniteLossError)
+USER_ERRORS = (DataError, CheckpointError, ResumeError, RunError, VocabularyError, VectorsError, LayerError,
+               NonFiniteLossError)
 
 
 @contextlib.contextmanager
@@ -286,6 +289,35 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
     print(f"{name}: {len(data.train['y']):,} training and {len(data.test['y']):,} test images "
           f"of {data.train['x'].shape[1:]}, {data.num_classes} classes (loaded in {time.perf_counter() - began:.1f} s)")
     return data
+
+
+def add_embeddings_flags(parser: argparse.ArgumentParser) -> None:
+    """``--embeddings PATH`` and ``--freeze-embeddings``: word vectors from a pretrained file
+    (read by :func:`pretrained_embeddings`)."""
+    parser.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
+                        help="start the word vectors from this file of pretrained vectors (GloVe, word2vec or "
+                        "fastText text, plain or gzipped); --embed must be their size (default: random vectors)")
+    parser.add_argument("--freeze-embeddings", action="store_true",
+                        help="keep the pretrained word vectors as they are (default: train them further)")
+
+
+def pretrained_embeddings(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                          vocabulary: Vocabulary) -> Initializer | None:
+    """The initial table of the word embedding for ``vocabulary``, from ``--embeddings`` (None
+    without it): each word's vector, else its lower-cased form's, else random (from ``--seed``);
+    prints how many words were found."""
+    if args.embeddings is None:
+        if args.freeze_embeddings:
+            parser.error("--freeze-embeddings keeps pretrained vectors: give them with --embeddings PATH")
+        return None
+    began = time.perf_counter()
+    try:
+        vectors = read_word_vectors(args.embeddings, words=vocabulary.tokens, dim=args.embed)
+    except FileNotFoundError as error:
+        raise VectorsError(str(error)) from None
+    table, coverage = aligned_table(vectors, vocabulary, key=jax.random.key(args.seed))
+    print(f"{args.embeddings} ({vectors.dim}-d, read in {time.perf_counter() - began:.1f} s): {coverage}")
+    return pretrained(table)
 
 
 def load_text(args: argparse.Namespace, name: str, split: str) -> dict:

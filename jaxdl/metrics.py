@@ -21,22 +21,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.crf import ChainScores, viterbi
 from jaxdl.losses import weighted_mean
 
 
-def predict_labels(logits: jax.Array) -> jax.Array:
-    """Class ids from logits: argmax over classes, or ``logit > 0`` for a single unit (..., 1)."""
+def predict_labels(logits: jax.Array | ChainScores) -> jax.Array:
+    """Class ids from logits: argmax over classes, or ``logit > 0`` for a single unit (..., 1);
+    from a CRF's :class:`jaxdl.crf.ChainScores`, the best tag sequences (Viterbi)."""
+    if isinstance(logits, ChainScores):
+        return viterbi(logits)[0]
     if logits.shape[-1] == 1:
         return (logits[..., 0] > 0).astype(jnp.int32)
     return jnp.argmax(logits, axis=-1)
 
 
-def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Fraction of correct predictions; logits (..., classes) or (..., 1) for binary."""
+def accuracy(logits: jax.Array | ChainScores, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Fraction of correct predictions; logits (..., classes) or (..., 1) for binary, or a CRF's
+    ChainScores (B, T, K) scored by their Viterbi tags."""
     predictions = predict_labels(logits)
     if predictions.shape != labels.shape:
+        shape = (logits.emissions if isinstance(logits, ChainScores) else logits).shape
         raise ValueError(
-            f"accuracy: logits of shape {tuple(logits.shape)} need labels of shape "
+            f"accuracy: logits of shape {tuple(shape)} need labels of shape "
             f"{tuple(predictions.shape)}, got {tuple(labels.shape)}"
         )
     return weighted_mean((predictions == labels.astype(predictions.dtype)).astype(jnp.float32), mask)

@@ -17,6 +17,7 @@ from jax import lax
 
 from jaxdl.augment import RandomAffine
 from jaxdl.core import Layer, parallel, serial
+from jaxdl.crf import CRF, Constraints
 from jaxdl.layers import (
     BatchNorm,
     CharCNN,
@@ -27,6 +28,7 @@ from jaxdl.layers import (
     FanInConcat,
     FanOut,
     Flatten,
+    Initializer,
     MaxPool,
     RandomShift,
     ReLU,
@@ -181,6 +183,7 @@ def rnn_classifier(
     dropout: float = 0.3,
     embed_dropout: float = 0.0,
     word_dropout: float = 0.0,
+    embed_init: Initializer | None = None,
     padding_id: int = 0,
     unk_id: int = 1,
 ) -> Layer:
@@ -188,7 +191,8 @@ def rnn_classifier(
     (``embed_dropout``) -> RNN (``layers`` deep, ``cell`` in ``CELLS``, pooled over valid
     steps by ``pool``: "last", "mean" or "max") -> Dropout -> Dense; ``dropout`` is also the
     rate between recurrent layers, and while training each word becomes ``unk_id`` with
-    probability ``word_dropout``.
+    probability ``word_dropout``. ``embed_init`` gives the embedding's initial table
+    (pretrained word vectors: :func:`jaxdl.data.vectors.pretrained`); random by default.
 
     Sequences are padded at the end with ``padding_id``; give their ``lengths`` (context,
     as :class:`jaxdl.data.text.Buckets` batches hold them; a call without them is an
@@ -197,7 +201,7 @@ def rnn_classifier(
     """
     return serial(
         WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
-        Embedding(vocab_size, embed, padding_id=padding_id),
+        _embedding(vocab_size, embed, embed_init, padding_id),
         Dropout(embed_dropout, name="embed_dropout"),
         RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool,
             needs_lengths=True, name="rnn"),
@@ -221,10 +225,14 @@ def tagger(
     layers: int = 2,
     dropout: float = 0.5,
     word_dropout: float = 0.0,
+    crf: bool = False,
+    allowed: Constraints | None = None,
+    embed_init: Initializer | None = None,
     padding_id: int = 0,
     unk_id: int = 1,
 ) -> Layer:
-    """Token rows (N, T, 1 + C) -> logits of each token's tag (N, T, num_tags).
+    """Token rows (N, T, 1 + C) -> logits of each token's tag (N, T, num_tags), or with
+    ``crf`` the :class:`jaxdl.crf.ChainScores` of a CRF over the tag sequences.
 
     A row holds a word id, then the ids of the word's C first characters
     (:func:`jaxdl.data.tagging.encode_tokens`). Each word becomes its embedding
@@ -233,21 +241,27 @@ def tagger(
     then Dropout -> RNN (bidirectional, ``layers`` deep, ``cell`` in ``CELLS``, every
     step's state) -> Dropout -> Dense per token. While training each word id becomes
     ``unk_id`` with probability ``word_dropout`` (the characters stay), so the
-    network learns to tag unknown words.
+    network learns to tag unknown words. ``crf`` adds a linear-chain CRF
+    (:func:`jaxdl.crf.CRF`, its moves limited to ``allowed``: :func:`jaxdl.crf.bio_constraints`),
+    which scores whole tag sequences; train it with :func:`jaxdl.crf.negative_log_likelihood`.
+    ``embed_init`` gives the word embedding's initial table (pretrained vectors:
+    :func:`jaxdl.data.vectors.pretrained`); random by default.
 
     Sentences are padded at the end with ``padding_id`` word ids; give their ``lengths``
     (context; a call without them is an error), so padding reaches neither the outputs
     nor the gradients.
     Params: ``features`` (``words``: ``embedding``; ``spelling``: ``charcnn``), ``rnn``
-    (``layer1``, ...), ``output``.
+    (``layer1``, ...), ``output``, and ``crf`` with ``crf``.
     """
+    if allowed is not None and not crf:
+        raise ValueError("tagger: allowed= limits the moves of a CRF; pass crf=True too")
     rnn = RNN(_cell(cell)(hidden), layers=layers, bidirectional=True, dropout=dropout, output="sequence",
               needs_lengths=True, name="rnn")
     return serial(
         FanOut(2),
         parallel(
             serial(Take(0), WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
-                   Embedding(num_words, embed, padding_id=padding_id), name="words"),
+                   _embedding(num_words, embed, embed_init, padding_id), name="words"),
             serial(Take(slice(1, None)),
                    CharCNN(num_chars, char_features, embed=char_embed, width=char_width, padding_id=padding_id),
                    name="spelling"),
@@ -258,8 +272,14 @@ def tagger(
         rnn,
         Dropout(dropout),
         Dense(num_tags, name="output"),
+        *([CRF(num_tags, allowed=allowed)] if crf else []),
         name="tagger",
     )
+
+
+def _embedding(vocab_size: int, features: int, init: Initializer | None, padding_id: int) -> Layer:
+    """An Embedding initialised by ``init`` (pretrained vectors), else by its own default."""
+    return Embedding(vocab_size, features, padding_id=padding_id, **({} if init is None else {"init_fn": init}))
 
 
 def char_language_model(

@@ -93,6 +93,35 @@ def average_weights(optimizer: optax.GradientTransformation, decay: float = 0.99
     return optax.GradientTransformation(init, update)
 
 
+def freeze(optimizer: optax.GradientTransformation, *paths: str) -> optax.GradientTransformation:
+    """``optimizer`` leaving the params under each of ``paths`` as they are (pretrained word
+    vectors kept fixed, say): a path names nested params from the top, ``"features/words/embedding"``.
+
+    Those params get zero updates and no optimizer state; the others train as before. A path
+    that names no params is an error (when the optimizer is initialised), not a silent no-op.
+    """
+    prefixes = [tuple(path.strip("/").split("/")) for path in paths]
+
+    def under(names: tuple[str, ...], prefix: tuple[str, ...]) -> bool:
+        return names[:len(prefix)] == prefix
+
+    def labels(params):
+        names = [_path_names(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        unmatched = [path for path, prefix in zip(paths, prefixes) if not any(under(n, prefix) for n in names)]
+        if unmatched:
+            shown = sorted({"/".join(n[:-1]) for n in names})
+            raise ValueError(f"freeze: no params under {unmatched[0]!r}; the layers with params are {shown}")
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if any(under(_path_names(path), p) for p in prefixes) else "trained", params)
+
+    return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)
+
+
+def _path_names(path) -> tuple[str, ...]:
+    """A pytree path as names: ``("features", "words", "embedding", "table")``."""
+    return tuple(str(getattr(part, "key", part)) for part in path)
+
+
 def eval_params(state: TrainState):
     """The parameters to evaluate a train state with: the running average of
     :func:`average_weights` when its optimizer keeps one, else ``state.params``. Also takes

@@ -12,8 +12,10 @@ import pytest
 
 from jaxdl.checkpoint import load_checkpoint
 from jaxdl.core import LayerError
+from jaxdl.crf import bio_constraints, negative_log_likelihood, viterbi
 from jaxdl.data.tagging import FEATURES, encode_tokens, word_form
 from jaxdl.data.text import Vocabulary, bucket_examples, pad_batch
+from jaxdl.data.vectors import pretrained
 from jaxdl.entities import (
     FEATURE_UNIT,
     TAGGER_SETTINGS,
@@ -26,6 +28,7 @@ from jaxdl.entities import (
     predicted_tags,
     sentence_features,
     tag_texts,
+    tagger_loss,
     tagger_optimizer,
 )
 from jaxdl.losses import softmax_cross_entropy
@@ -290,3 +293,52 @@ def test_entity_table_gives_dev_f1_and_test_scores_per_kind_overall_last():
     assert rows[0] == ["LOC", "0.00%", "100.00%", "100.00%", "100.00%"]
     assert rows[2] == ["PER", "100.00%", "0.00%", "0.00%", "0.00%"]  # "B-PER O" is not the gold span
     assert rows[3][1] == f"{dev['overall'].f1:.2%}" and rows[3][4] == f"{test['overall'].f1:.2%}"
+
+
+# ------------------------------------------------------------------------ a CRF on top
+@pytest.mark.slow  # training
+def test_a_crf_tagger_learns_the_toy_pattern_and_tags_by_viterbi(toy):
+    _, toy_params, rows, test, words, data = toy
+    num_chars = toy_params["features"]["spelling"]["charcnn"]["embedding"]["table"].shape[0]
+    model = tagger(len(words), num_chars, len(TAGS), embed=16, char_embed=8, char_features=16, hidden=16, layers=1,
+                   dropout=0.1, word_dropout=0.2, crf=True, allowed=bio_constraints(TAGS))
+    _, params = model.init(jax.random.key(0), (-1, 16, 7))
+    optimizer = optax.adam(1e-2)
+    result = fit(TrainState.create(params, optimizer, jax.random.key(1)),
+                 make_train_step(model, negative_log_likelihood, optimizer), data, epochs=8, batch_size=32)
+    params = result.state.params
+    assert result.history[-1]["train_accuracy"] > 0.95  # the training metric reads the Viterbi tags
+    test_data = bucket_examples(rows(test), (8, 16))
+    found = predicted_tags(model, [params], test_data, TAGS)
+    x, lengths = pad_batch(rows(test))
+    best = np.asarray(viterbi(model.apply(params, x, lengths=lengths))[0])
+    assert found == [[TAGS[i] for i in row[:n]] for row, n in zip(best, lengths)]
+    assert predicted_tags(model, [params, params], test_data, TAGS) == found  # equal networks vote alike
+    scores = span_scores([tags for _, tags in test], found)
+    assert scores["PER"].f1 > 0.95 and scores["LOC"].f1 > 0.95, scores
+
+
+def test_build_tagger_adds_a_crf_with_the_iob2_rules_only_when_the_settings_say():
+    words = Vocabulary.build([["the", "mr", "doe"]])
+    chars = Vocabulary.build([list("theMrDoe")])
+    tags = ["O", "B-PER", "I-PER"]
+    plain = build_tagger({**SETTINGS, "tags": tags}, {"words": words, "chars": chars})  # a run from before the flag
+    assert plain.children[-1][1].kind == "Dense" and tagger_loss(SETTINGS) is softmax_cross_entropy
+    model = build_tagger({**SETTINGS, "tags": tags, "crf": True}, {"words": words, "chars": chars})
+    assert tagger_loss({"crf": True}) is negative_log_likelihood
+    _, params = jax.eval_shape(lambda k: model.init(k, (-1, 5, 7)), jax.random.key(0))
+    assert jax.tree.map(jnp.shape, params["crf"]) == {"transitions": (3, 3), "start": (3,), "end": (3,)}
+    scores = model.apply(jax.tree.map(jnp.zeros_like, params), jnp.ones((1, 5, 7), jnp.int32), lengths=jnp.array([5]))
+    assert np.isneginf(scores.start[2]) and np.isneginf(scores.transitions[0, 2])  # no I-PER first, nor after O
+    with pytest.raises(ValueError, match="allowed= limits the moves of a CRF; pass crf=True too"):
+        tagger(5, 5, 3, allowed=scores)
+
+
+def test_build_tagger_starts_the_word_vectors_from_a_given_table():
+    words = Vocabulary.build([["the", "mr", "doe"]])
+    chars = Vocabulary.build([list("theMrDoe")])
+    table = np.arange(len(words) * 16, dtype=np.float32).reshape(len(words), 16)
+    model = build_tagger(SETTINGS, {"words": words, "chars": chars}, embed_init=pretrained(table))
+    _, params = model.init(jax.random.key(0), (-1, 16, 7))
+    np.testing.assert_array_equal(params["features"]["words"]["embedding"]["table"][1:], table[1:])
+    assert not params["features"]["words"]["embedding"]["table"][0].any()  # the padding row stays zeros

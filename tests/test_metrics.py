@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxdl.crf import CRF, viterbi
 from jaxdl.metrics import (
     Scores,
     accuracy,
@@ -325,3 +326,18 @@ def test_best_f1_threshold_maximises_f1_without_splitting_ties():
     assert best_f1_threshold(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.0)  # all positive
     with pytest.raises(ValueError, match="as many scores as labels"):
         best_f1_threshold(np.array([1.0]), np.array([1, 0]))
+
+
+def test_accuracy_of_a_crf_scores_its_viterbi_tags():
+    layer = CRF(3)
+    _, params = layer.init(jax.random.key(0), (-1, 4, 3))
+    params = {**params, "transitions": jnp.array([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])}
+    emissions = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    scores = layer.apply(params, emissions, lengths=jnp.array([4, 2]))
+    best = viterbi(scores)[0]
+    assert not jnp.array_equal(best, emissions.argmax(-1))  # the transitions, not each step alone, decide
+    labels = best.at[0, 0].set((best[0, 0] + 1) % 3)  # one of the 6 valid tags wrong
+    mask = scores.mask.astype(jnp.float32)
+    assert float(accuracy(scores, labels, mask)) == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match=r"logits of shape \(2, 4, 3\) need labels of shape \(2, 4\)"):
+        accuracy(scores, labels[:, :3])

@@ -217,3 +217,24 @@ def test_ensemble_predict_averages_the_members_probabilities(classifier):
     arrays = {"x": np.asarray([[3, 4, 5, 0]]), "lengths": np.array([3])}
     np.testing.assert_allclose(dl.ensemble_predict(model, [state.params, state.params], arrays, 4),
                                jax.nn.softmax(dl.predict(model, state.params, arrays, 4)), rtol=1e-6)
+
+
+def test_quick_run_from_frozen_pretrained_vectors(tmp_path, sst2_data_dir, capsys):
+    vectors = {"the": [0.5, -0.25, 1.0, 2.0], "movie": [1.5, 0.0, -1.0, 0.25], "Film": [3.0, 1.0, 0.0, -2.0]}
+    path = tmp_path / "vectors.txt"
+    path.write_text("".join(f"{word} {' '.join(map(str, v))}\n" for word, v in vectors.items()))
+    out = tmp_path / "run"
+    sentiment.main(["--epochs", "1", "--devices", "1", "--train-examples", "1000", "--hidden", "8", "--embed", "4",
+                    "--embeddings", str(path), "--freeze-embeddings", "--out", str(out), "--data-dir", str(sst2_data_dir)])
+    assert "pretrained vectors for 2 of " in capsys.readouterr().out  # "Film" is not a word of the lower-cased text
+    vocabulary = Vocabulary.load(out / "vocabulary.json")
+    table = dl.load_checkpoint(out / "checkpoints").state["params"]["embedding"]["table"]
+    for word in ("the", "movie"):  # trained for an epoch, and still the file's vectors
+        np.testing.assert_array_equal(table[vocabulary.tokens.index(word)], np.float32(vectors[word]))
+    with pytest.raises(SystemExit, match="error: expected 8-dimensional vectors, .* has 4: pass the file of the "
+                                         "right size or --embed 4"):
+        sentiment.main(["--embed", "8", "--embeddings", str(path), "--train-examples", "100", "--out",
+                        str(tmp_path / "other"), "--data-dir", str(sst2_data_dir)])
+    with pytest.raises(SystemExit, match="error: no word vectors at .*missing.txt: download GloVe from"):
+        sentiment.main(["--embeddings", str(tmp_path / "missing.txt"), "--train-examples", "100", "--out",
+                        str(tmp_path / "other2"), "--data-dir", str(sst2_data_dir)])

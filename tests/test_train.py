@@ -895,3 +895,19 @@ def test_dp_sgd_trains_with_fit(toy):
                  eval_data=toy.data, progress=False)
     assert result.history[0]["val_accuracy"] < 0.8 and result.history[-1]["val_accuracy"] > 0.9
     assert all("train_grad_norm" in record for record in result.history)
+
+
+def test_freeze_keeps_the_named_params_and_trains_the_others():
+    params = {"features": {"words": {"embedding": {"table": jnp.ones((4, 2))}},
+                           "spelling": {"embedding": {"table": jnp.ones((3, 2))}}},
+              "output": {"w": jnp.ones(2)}}
+    optimizer = dl.freeze(optax.sgd(0.1), "features/words/embedding")
+    state = optimizer.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = optimizer.update(grads, state, params)
+    assert not jnp.any(updates["features"]["words"]["embedding"]["table"])  # frozen
+    np.testing.assert_allclose(updates["features"]["spelling"]["embedding"]["table"], -0.1)  # same name, other path
+    np.testing.assert_allclose(updates["output"]["w"], -0.1)
+    with pytest.raises(ValueError, match=r"no params under 'embedding'; the layers with params are "
+                                         r"\['features/spelling/embedding', 'features/words/embedding', 'output'\]"):
+        dl.freeze(optax.sgd(0.1), "embedding").init(params)
