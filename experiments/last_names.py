@@ -4,10 +4,10 @@ Machine learning against deep learning. First, features a person designed (is th
 previous word a title such as "Mr", is the word capitalised, is the previous one...:
 jaxdl.data.tagging.FEATURES) feed one logistic unit, the perceptron with a smooth
 threshold, trained by gradient descent. Then a network designs its own features: word
-embeddings beside a character CNN, a 2-layer bidirectional LSTM, and a CRF that picks the
-best sequence of named-entity tags for the sentence (people, organisations, locations,
-miscellaneous, in BIO form; --no-crf: a softmax for each token alone); the last word of
-each person it finds is a last name. --embeddings starts the word vectors from pretrained
+embeddings beside a character CNN, a 2-layer bidirectional LSTM, and a softmax over the
+named-entity tags of every token (people, organisations, locations, miscellaneous, in
+BIO form; --crf: a CRF that picks the best sequence of tags for the whole sentence); the
+last word of each person it finds is a last name. --embeddings starts the word vectors from pretrained
 ones (GloVe), which bring what they learned from billions of words of unlabelled text. The gold last names are
 the last words of CoNLL's PER spans (jaxdl.data.tagging.last_name_labels says the rule
 and its limits). Both are scored on the dev and test sets: last-name precision, recall
@@ -91,7 +91,7 @@ parser.add_argument("--min-count", type=experiment.positive_int, default=2,
 parser.add_argument("--buckets", type=experiment.increasing_ints, default=(8, 16, 32, 48),
                     help="sentence lengths that batches are padded to, one compiled step each; one more bucket "
                     "holds the longest sentences")
-parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
+parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=False,
                     help="end in a CRF that scores whole tag sequences (Viterbi decoding, IOB2 rules), "
                     "instead of a softmax per token")
 experiment.add_embeddings_flags(parser)
