@@ -42,7 +42,8 @@ parser.add_argument("--cell", choices=tuple(CELLS), default="lstm", help="recurr
 parser.add_argument("--layers", type=experiment.positive_int, default=1, help="stacked recurrent layers")
 parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
                     help="also read each sentence backward")
-parser.add_argument("--pool", choices=("last", "mean", "max"), default="mean", help="sentence vector from the states")
+parser.add_argument("--pool", choices=("last", "mean", "max", "attention"), default="mean",
+                    help="sentence vector from the states (attention: weights learned by a small MLP)")
 parser.add_argument("--embed", type=experiment.positive_int, default=128, help="word vector size")
 parser.add_argument("--hidden", type=experiment.positive_int, default=128, help="state size of each direction")
 parser.add_argument("--dropout", type=experiment.probability, default=0.3, help="dropout between layers and before the classifier")

@@ -58,7 +58,7 @@ from jaxdl.metrics import Scores, accuracy, binary_scores, bio_spans, confusion_
 from jaxdl.data import DataError, load_image_classification
 from jaxdl.precision import mixed_precision
 from jaxdl.models import char_language_model, cnn, logistic_unit, mlp, perceptron, rnn_classifier, tagger
-from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
+from jaxdl.recurrent import RNN, AttentionPool, GRUCell, LSTMCell, SimpleCell
 from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit, scores_by_step
 from jaxdl.train import (
     TrainState,

@@ -37,7 +37,7 @@ from jaxdl.layers import (
     Take,
     WordDropout,
 )
-from jaxdl.recurrent import RNN, GRUCell, LSTMCell, SimpleCell
+from jaxdl.recurrent import RNN, AttentionPool, GRUCell, LSTMCell, SimpleCell
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "simple": SimpleCell}
 
@@ -189,7 +189,8 @@ def rnn_classifier(
 ) -> Layer:
     """Token ids (N, T) -> logits (N, num_classes): WordDropout -> Embedding -> Dropout
     (``embed_dropout``) -> RNN (``layers`` deep, ``cell`` in ``CELLS``, pooled over valid
-    steps by ``pool``: "last", "mean" or "max") -> Dropout -> Dense; ``dropout`` is also the
+    steps by ``pool``: "last", "mean", "max", or "attention": weights learned by a small
+    MLP, :func:`jaxdl.recurrent.AttentionPool`) -> Dropout -> Dense; ``dropout`` is also the
     rate between recurrent layers, and while training each word becomes ``unk_id`` with
     probability ``word_dropout``. ``embed_init`` gives the embedding's initial table
     (pretrained word vectors: :func:`jaxdl.data.vectors.pretrained`); random by default.
@@ -197,14 +198,15 @@ def rnn_classifier(
     Sequences are padded at the end with ``padding_id``; give their ``lengths`` (context,
     as :class:`jaxdl.data.text.Buckets` batches hold them; a call without them is an
     error), so padding reaches neither the outputs nor the gradients.
-    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``output``.
+    Params: ``embedding``, ``rnn`` (``layer1``, ...), ``attention`` (with that pool), ``output``.
     """
     return serial(
         WordDropout(word_dropout, unk_id=unk_id, padding_id=padding_id),
         _embedding(vocab_size, embed, embed_init, padding_id),
         Dropout(embed_dropout, name="embed_dropout"),
-        RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout, output=pool,
-            needs_lengths=True, name="rnn"),
+        RNN(_cell(cell)(hidden), layers=layers, bidirectional=bidirectional, dropout=dropout,
+            output="sequence" if pool == "attention" else pool, needs_lengths=True, name="rnn"),
+        *([AttentionPool(hidden, name="attention")] if pool == "attention" else []),
         Dropout(dropout),
         Dense(num_classes, name="output"),
         name="rnn_classifier",

@@ -392,3 +392,40 @@ def RNN(
             return run(params, x, None, step_mask, lengths, key, train)[0]
 
     return Layer(init, apply, name or kind.lower(), kind, stateful=stream, reads=("lengths", "step_mask"))
+
+
+def AttentionPool(hidden: int, *, kernel_init: Initializer = initializers.lecun_normal(),
+                  name: str = "attentionpool") -> Layer:
+    """A sequence (N, T, F) pooled into (N, F) by learned attention over its valid steps.
+
+    Each step's state ``h_t`` scores ``v . tanh(h_t W + b)`` (a small MLP of ``hidden``
+    units); the weights are the softmax of the scores over the valid steps (padding gets
+    none) and the output is the weighted sum of the states: a sentence vector that leans
+    on the words that matter. An empty sequence gives zeros. Reads ``lengths`` (N,) or
+    ``step_mask`` (N, T), as :func:`RNN` does (without either, every step is valid).
+    Params: ``w`` (F, hidden), ``b`` (hidden,), ``v`` (hidden,).
+    """
+    _positive(hidden, "AttentionPool hidden")
+
+    def init(key, input_shape):
+        _check_rank("AttentionPool", input_shape, 3, "(N, T, F)")
+        if input_shape[-1] <= 0:
+            raise LayerError("AttentionPool", f"needs a known last axis, got input shape {_fmt(input_shape)}")
+        w_key, v_key = jax.random.split(key)
+        features = input_shape[-1]
+        return (input_shape[0], features), {"w": kernel_init(w_key, (features, hidden)), "b": jnp.zeros((hidden,)),
+                                            "v": kernel_init(v_key, (hidden, 1))[:, 0]}
+
+    def apply(params, x, *, key=None, train=False, lengths=None, step_mask=None):
+        _check_rank("AttentionPool", x.shape, 3, "(N, T, F)")
+        _check_last_dim("AttentionPool", x.shape, params["w"].shape[0])
+        _check_float("AttentionPool", x)
+        lengths = _valid_lengths("AttentionPool", x.shape, step_mask, lengths, False)
+        valid = jnp.arange(x.shape[1]) < lengths[:, None]  # (N, T)
+        x = jnp.where(valid[..., None], x, 0)
+        scores = jnp.tanh(x @ params["w"] + params["b"]) @ params["v"]  # (N, T)
+        # A large finite floor, not -inf: an empty sequence gets uniform weights (over zeros), not NaN.
+        weights = jax.nn.softmax(jnp.where(valid, scores, jnp.finfo(scores.dtype).min / 2), axis=1)
+        return jnp.einsum("nt,ntf->nf", weights, x)
+
+    return Layer(init, apply, name, "AttentionPool", reads=("lengths", "step_mask"))

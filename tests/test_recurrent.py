@@ -19,7 +19,7 @@ from jax.test_util import check_grads
 from jaxdl.core import LayerError, abstract_init, serial, summary
 from jaxdl.layers import Dense, Embedding
 from jaxdl.losses import softmax_cross_entropy
-from jaxdl.recurrent import OUTPUTS, RNN, GRUCell, LSTMCell, SimpleCell, reverse_valid
+from jaxdl.recurrent import OUTPUTS, RNN, AttentionPool, GRUCell, LSTMCell, SimpleCell, reverse_valid
 from jaxdl.train import TrainState, make_train_step
 from tiers import unit_tier
 
@@ -601,3 +601,32 @@ def test_each_cell_learns_to_recall_the_first_symbol_of_a_sequence(make):
     for _ in range(100):
         state, _ = step(state, train)
     assert test_accuracy(state) > 0.95
+
+
+# ---------------------------------------------------------------------- attention pooling
+def test_attention_pool_is_the_softmax_weighted_mean_of_the_valid_steps_by_hand():
+    layer = AttentionPool(4)
+    shape, params = layer.init(jax.random.key(0), (-1, 5, 3))
+    assert shape == (-1, 3) and {k: v.shape for k, v in params.items()} == {"w": (3, 4), "b": (4,), "v": (4,)}
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 5, 3)))
+    lengths = np.array([5, 2, 0])
+    pooled = layer.apply(params, x, lengths=lengths)
+
+    def by_hand(states):
+        scores = np.tanh(states @ np.asarray(params["w"]) + np.asarray(params["b"])) @ np.asarray(params["v"])
+        weights = np.exp(scores - scores.max())
+        return (weights / weights.sum()) @ states
+
+    np.testing.assert_allclose(pooled[0], by_hand(x[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled[1], by_hand(x[1, :2]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pooled[2], 0)  # an empty sequence
+    padded = x.copy()
+    padded[1, 2:] = 1e6  # whatever the padding holds
+    np.testing.assert_array_equal(layer.apply(params, padded, lengths=lengths), pooled)
+    grads = jax.grad(lambda x: layer.apply(params, x, lengths=lengths).sum())(padded)
+    assert np.isfinite(grads).all() and not grads[1, 2:].any() and not grads[2].any()
+    np.testing.assert_allclose(layer.apply(params, x), layer.apply(params, x, lengths=np.array([5, 5, 5])))
+    with pytest.raises(LayerError, match=r"attentionpool.*lengths must be \(N,\) = \(3,\)"):
+        layer.apply(params, x, lengths=lengths[:2])
+    with pytest.raises(LayerError, match=r"attentionpool.*expected input of shape \(..., 3\), got \(3, 5, 2\)"):
+        layer.apply(params, x[..., :2], lengths=lengths)

@@ -238,3 +238,20 @@ def test_quick_run_from_frozen_pretrained_vectors(tmp_path, sst2_data_dir, capsy
     with pytest.raises(SystemExit, match="error: no word vectors at .*missing.txt: download GloVe from"):
         sentiment.main(["--embeddings", str(tmp_path / "missing.txt"), "--train-examples", "100", "--out",
                         str(tmp_path / "other2"), "--data-dir", str(sst2_data_dir)])
+
+
+@pytest.mark.slow  # training
+def test_an_attention_pooled_classifier_learns_from_buckets_and_ignores_padding():
+    model = rnn_classifier(20, 2, embed=16, hidden=16, layers=1, dropout=0.0, pool="attention")
+    _, params = model.init(jax.random.key(0), (-1, 16))
+    assert params["attention"]["w"].shape == (32, 16)  # both directions' states -> the scoring MLP
+    result = dl.fit(dl.TrainState.create(params, OPTIMIZER, jax.random.key(1)),
+                    dl.make_train_step(model, dl.softmax_cross_entropy, OPTIMIZER),
+                    has_token_dataset(1024, 0), epochs=6, batch_size=32, progress=False)
+    scores = dl.evaluate(dl.make_eval_step(model, dl.softmax_cross_entropy), result.state.params,
+                         has_token_dataset(300, 1), 32)
+    assert scores["accuracy"] > 0.9  # chance is 0.5
+    ids, lengths = jnp.array([[5, 2, 7, 0], [9, 4, 0, 0]]), jnp.array([3, 2])
+    np.testing.assert_allclose(model.apply(result.state.params, ids, lengths=lengths),
+                               model.apply(result.state.params, jnp.pad(ids, ((0, 0), (0, 6))), lengths=lengths),
+                               rtol=1e-5, atol=1e-6)
