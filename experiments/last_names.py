@@ -133,6 +133,7 @@ def use(argv) -> list[dict]:
 @experiment.script(use=use)
 def main(argv=None) -> dict:
     args = parser.parse_args(argv)
+    experiment.check_embeddings_flags(args, parser)
     mesh = experiment.device_mesh(args, parser)
     experiment.new_or_resumed(args, parser)
     began = time.perf_counter()
@@ -176,7 +177,7 @@ def main(argv=None) -> dict:
     # The tags and the buckets join the run's settings: saved with its checkpoints, `use` builds the tagger from them
     vars(args).update(tags=tags, boundaries=list(boundaries))
     model = build_tagger(vars(args), {"words": words, "chars": chars},
-                         embed_init=experiment.pretrained_embeddings(args, parser, words))
+                         embed_init=experiment.pretrained_embeddings(args, words))
     input_shape = (-1, boundaries[-1], 1 + args.max_chars)
     print(f"{len(words):,} word forms, {len(chars):,} characters, tags {tags}; "
           f"{count_params(abstract_init(model, input_shape)[1]):,} parameters; length buckets {boundaries}")

@@ -81,6 +81,7 @@ def use(argv) -> list[float]:
 @experiment.script(use=use)
 def main(argv=None) -> dict:
     args = parser.parse_args(argv)
+    experiment.check_embeddings_flags(args, parser)
     if args.weight_decay < 0:
         parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     mesh = experiment.device_mesh(args, parser)
@@ -101,7 +102,7 @@ def main(argv=None) -> dict:
 
     # Model: the classifier of the flags, computing in --dtype
     model = from_settings(rnn_classifier, vars(args), len(vocabulary), 2,
-                          embed_init=experiment.pretrained_embeddings(args, parser, vocabulary))
+                          embed_init=experiment.pretrained_embeddings(args, vocabulary))
     summary(model, (-1, boundaries[-1]))
     compute = mixed_precision(model, args.dtype)
 

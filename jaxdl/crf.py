@@ -49,7 +49,7 @@ class ChainScores(NamedTuple):
     transitions: jax.Array  # (K, K) score of moving from tag i (row) to tag j (column); -inf where not allowed
     start: jax.Array  # (K,) score of starting with tag k; -inf where not allowed
     end: jax.Array  # (K,) score of ending with tag k; -inf where not allowed
-    mask: jax.Array  # (B, T) bool, the valid steps (from the layer's `lengths` context; all True without it)
+    mask: jax.Array  # (B, T) bool, the valid steps (from the layer's `lengths` or `step_mask`; all True without)
 
 
 def bio_constraints(tags: Sequence[str]) -> Constraints:
@@ -86,7 +86,8 @@ def CRF(num_tags: int, *, allowed: Constraints | None = None, name: str = "crf")
 
     ``allowed`` (e.g. :func:`bio_constraints`) sets the disallowed moves to -inf in the
     output, not in the params, so their params get no gradient. Reads the context
-    ``lengths`` (B,), the valid steps of each padded sequence (all steps without it).
+    ``lengths`` (B,), the valid steps of each padded sequence, or ``step_mask`` (B, T), the
+    steps to read (all steps without either).
     Params: ``transitions`` (K, K), ``start`` (K,), ``end`` (K,), initialised to zeros: the
     untrained CRF then scores tags as independent per-token softmaxes (within ``allowed``),
     and the emissions' distinct gradients break the symmetry, so no noise is needed.
@@ -103,19 +104,19 @@ def CRF(num_tags: int, *, allowed: Constraints | None = None, name: str = "crf")
         shapes = {"transitions": (num_tags, num_tags), "start": (num_tags,), "end": (num_tags,)}
         return tuple(input_shape), {field: jnp.zeros(shape, jnp.float32) for field, shape in shapes.items()}
 
-    def apply(params, emissions, *, key=None, train=False, lengths=None):
+    def apply(params, emissions, *, key=None, train=False, lengths=None, step_mask=None):
         _check_rank("CRF", emissions.shape, 3, "of emissions (B, T, K)")
         _check_last_dim("CRF", emissions.shape, params["transitions"].shape[0])
         _check_float("CRF", emissions)
-        lengths = _valid_lengths("CRF", emissions.shape, None, lengths, False)
+        lengths = _valid_lengths("CRF", emissions.shape, step_mask, lengths, False)
         dtype = jnp.promote_types(emissions.dtype, jnp.float32)
         scores = {field: params[field].astype(dtype) for field in ("transitions", "start", "end")}
         if allowed is not None:
             scores = {field: jnp.where(getattr(allowed, field), value, -jnp.inf) for field, value in scores.items()}
-        mask = jnp.arange(emissions.shape[1]) < lengths[:, None]
+        mask = jnp.arange(emissions.shape[1]) < lengths[:, None] if step_mask is None else jnp.asarray(step_mask) != 0
         return ChainScores(emissions.astype(dtype), mask=mask, **scores)
 
-    return Layer(init, apply, name, "CRF", reads=("lengths",))
+    return Layer(init, apply, name, "CRF", reads=("lengths", "step_mask"))
 
 
 def _logsumexp(x: jax.Array, axis: int) -> jax.Array:

@@ -25,7 +25,7 @@ from jaxdl.data import (
     load_text_dataset,
 )
 from jaxdl.data.text import Vocabulary, VocabularyError
-from jaxdl.data.vectors import VectorsError, aligned_table, pretrained, read_word_vectors
+from jaxdl.data.vectors import SOURCES, VectorsError, aligned_table, pretrained, read_word_vectors
 from jaxdl.layers import Initializer
 from jaxdl.loop import FitResult, Interrupted, NonFiniteLossError, ResumeError, fit
 from jaxdl.precision import DTYPES
@@ -293,28 +293,32 @@ def load_images(args: argparse.Namespace, name: str) -> ImageClassification:
 
 def add_embeddings_flags(parser: argparse.ArgumentParser) -> None:
     """``--embeddings PATH`` and ``--freeze-embeddings``: word vectors from a pretrained file
-    (read by :func:`pretrained_embeddings`)."""
+    (checked by :func:`check_embeddings_flags`, read by :func:`pretrained_embeddings`)."""
     parser.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
                         help="start the word vectors from this file of pretrained vectors (GloVe, word2vec or "
                         "fastText text, plain or gzipped); --embed must be their size (default: random vectors)")
     parser.add_argument("--freeze-embeddings", action="store_true",
-                        help="keep the pretrained word vectors as they are (default: train them further)")
+                        help="keep the word vectors as they start (pretrained, and random for the words the file "
+                        "lacks and <unk>) while the rest trains (default: train them too)")
 
 
-def pretrained_embeddings(args: argparse.Namespace, parser: argparse.ArgumentParser,
-                          vocabulary: Vocabulary) -> Initializer | None:
+def check_embeddings_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse at once (before any data is loaded) ``--freeze-embeddings`` without
+    ``--embeddings``, and an ``--embeddings`` file that is not there."""
+    if args.freeze_embeddings and args.embeddings is None:
+        parser.error("--freeze-embeddings keeps pretrained vectors: give them with --embeddings PATH")
+    if args.embeddings is not None and not args.embeddings.is_file():
+        parser.error(f"--embeddings: no file at {args.embeddings}; download {SOURCES}")
+
+
+def pretrained_embeddings(args: argparse.Namespace, vocabulary: Vocabulary) -> Initializer | None:
     """The initial table of the word embedding for ``vocabulary``, from ``--embeddings`` (None
-    without it): each word's vector, else its lower-cased form's, else random (from ``--seed``);
-    prints how many words were found."""
+    without it): each word's vector, else its lower-cased form's, else random (from ``--seed``,
+    the same for every network of an ensemble); prints how many words were found."""
     if args.embeddings is None:
-        if args.freeze_embeddings:
-            parser.error("--freeze-embeddings keeps pretrained vectors: give them with --embeddings PATH")
         return None
     began = time.perf_counter()
-    try:
-        vectors = read_word_vectors(args.embeddings, words=vocabulary.tokens, dim=args.embed)
-    except FileNotFoundError as error:
-        raise VectorsError(str(error)) from None
+    vectors = read_word_vectors(args.embeddings, words=vocabulary.tokens, dim=args.embed)
     table, coverage = aligned_table(vectors, vocabulary, key=jax.random.key(args.seed))
     print(f"{args.embeddings} ({vectors.dim}-d, read in {time.perf_counter() - began:.1f} s): {coverage}")
     return pretrained(table)

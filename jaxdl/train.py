@@ -28,6 +28,7 @@ from jax import lax
 from jaxdl import devices
 from jaxdl.compiler import jit
 from jaxdl.core import Layer, device_errors, stateful_paths
+from jaxdl.crf import ChainScores
 from jaxdl.data import BatchSource, batch_source, dataset_size, eval_batches
 from jaxdl.losses import weighted_mean
 from jaxdl.metrics import accuracy
@@ -99,6 +100,8 @@ def freeze(optimizer: optax.GradientTransformation, *paths: str) -> optax.Gradie
 
     Those params get zero updates and no optimizer state; the others train as before. A path
     that names no params is an error (when the optimizer is initialised), not a silent no-op.
+    With :func:`average_weights`, wrap it around this (``average_weights(freeze(...))``), so
+    that the average holds every param.
     """
     prefixes = [tuple(path.strip("/").split("/")) for path in paths]
 
@@ -366,6 +369,10 @@ def evaluate(
 
 def _outputs(model: Layer, transform: Callable | None, params, model_state, batch: Batch):
     outputs = forward(model, params, model_state, batch)[0]
+    if transform is None and isinstance(outputs, ChainScores):
+        raise TypeError(f"model '{model.name}' ends in a CRF, whose outputs are ChainScores, not one array: "
+                        "predict(..., transform=lambda scores: jaxdl.crf.viterbi(scores)[0]) gives its best tags, "
+                        "transform=jaxdl.crf.marginals each tag's probability")
     return outputs if transform is None else transform(outputs)
 
 

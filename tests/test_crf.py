@@ -253,7 +253,7 @@ def test_layer_in_a_model_reads_lengths_and_masks_disallowed_moves():
     allowed = bio_constraints(TAG_SETS[3])
     model = serial(Dense(3), CRF(3, allowed=allowed))
     shape, params = model.init(KEY, (-1, 5, 8))
-    assert shape == (-1, 5, 3) and model.reads == ("lengths",)
+    assert shape == (-1, 5, 3) and model.reads == ("lengths", "step_mask")
     assert set(params) == {"dense", "crf"}
     for name, size in (("transitions", (3, 3)), ("start", (3,)), ("end", (3,))):
         assert params["crf"][name].shape == size and (params["crf"][name] == 0).all()
@@ -267,6 +267,10 @@ def test_layer_in_a_model_reads_lengths_and_masks_disallowed_moves():
     assert_close(scores.emissions, logits)
     assert scores.emissions.dtype == jnp.float32 and half.emissions.dtype == jnp.float32
     assert without_lengths.mask.all()  # every step is valid
+    step_mask = jnp.array([[1, 0, 1, 1, 0], [1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(model.apply(params, x, step_mask=step_mask).mask, step_mask == 1)
+    with pytest.raises(LayerError, match="got both step_mask and lengths"):
+        model.apply(params, x, lengths=lengths, step_mask=step_mask)
 
 
 def test_training_learns_a_rule_that_per_token_scores_cannot():

@@ -313,7 +313,6 @@ def test_a_crf_tagger_learns_the_toy_pattern_and_tags_by_viterbi(toy):
     x, lengths = pad_batch(rows(test))
     best = np.asarray(viterbi(model.apply(params, x, lengths=lengths))[0])
     assert found == [[TAGS[i] for i in row[:n]] for row, n in zip(best, lengths)]
-    assert predicted_tags(model, [params, params], test_data, TAGS) == found  # equal networks vote alike
     scores = span_scores([tags for _, tags in test], found)
     assert scores["PER"].f1 > 0.95 and scores["LOC"].f1 > 0.95, scores
 

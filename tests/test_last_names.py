@@ -39,11 +39,12 @@ def test_help_documents_both_commands():
     assert "usage: last_names.py use" in use_help and "a text to tag" in use_help and "--out" in use_help
 
 
-def test_quick_real_run_then_use(tmp_path, conll2003_data_dir, capsys, monkeypatch):
+@pytest.mark.parametrize("crf", ["--crf", "--no-crf"])
+def test_quick_real_run_then_use(crf, tmp_path, conll2003_data_dir, capsys, monkeypatch):
     out = tmp_path / "run"
     metrics = last_names.main(["--devices", "1", "--train-examples", "2000", "--epochs", "5", "--lr", "1e-2", "--hidden", "32",
                                "--embed", "32", "--char-features", "16", "--layers", "1", "--dropout", "0.1",
-                               "--buckets", "64", "--crf", "--out", str(out), "--data-dir", str(conll2003_data_dir)])
+                               "--buckets", "64", crf, "--out", str(out), "--data-dir", str(conll2003_data_dir)])
     printed = capsys.readouterr().out
     assert "hand-made features + logistic unit" in printed and "learned features (BiLSTM tagger)" in printed
     on_disk = json.loads((out / "metrics.json").read_text())

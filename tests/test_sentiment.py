@@ -2,6 +2,7 @@
 and experiments/sentiment.py (training, and its use subcommand)."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -235,9 +236,13 @@ def test_quick_run_from_frozen_pretrained_vectors(tmp_path, sst2_data_dir, capsy
                                          "right size or --embed 4"):
         sentiment.main(["--embed", "8", "--embeddings", str(path), "--train-examples", "100", "--out",
                         str(tmp_path / "other"), "--data-dir", str(sst2_data_dir)])
-    with pytest.raises(SystemExit, match="error: no word vectors at .*missing.txt: download GloVe from"):
-        sentiment.main(["--embeddings", str(tmp_path / "missing.txt"), "--train-examples", "100", "--out",
-                        str(tmp_path / "other2"), "--data-dir", str(sst2_data_dir)])
+    capsys.readouterr()
+    for flags, message in ((["--embeddings", str(tmp_path / "missing.txt")], "--embeddings: no file at .*missing.txt; "
+                            "download GloVe from"), (["--freeze-embeddings"], "--freeze-embeddings keeps pretrained "
+                                                     "vectors: give them with --embeddings PATH")):
+        with pytest.raises(SystemExit) as exit_info:  # at once, before the data is read
+            sentiment.main([*flags, "--out", str(tmp_path / "other2")])
+        assert exit_info.value.code == 2 and re.search(message, capsys.readouterr().err)
 
 
 @pytest.mark.slow  # training

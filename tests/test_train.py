@@ -15,6 +15,7 @@ import optax
 import pytest
 
 import jaxdl as dl
+from jaxdl import crf
 from jaxdl.checkpoint import checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint
 from jaxdl.metrics import accuracy
 from jaxdl.loop import EarlyStopping, NonFiniteLossError, fit, scores_by_step
@@ -911,3 +912,14 @@ def test_freeze_keeps_the_named_params_and_trains_the_others():
     with pytest.raises(ValueError, match=r"no params under 'embedding'; the layers with params are "
                                          r"\['features/spelling/embedding', 'features/words/embedding', 'output'\]"):
         dl.freeze(optax.sgd(0.1), "embedding").init(params)
+
+
+def test_predict_of_a_crf_model_asks_for_a_transform():
+    model = dl.serial(dl.Dense(3), dl.CRF(3))
+    _, params = model.init(jax.random.key(0), (-1, 4, 2))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (5, 4, 2)))
+    with pytest.raises(TypeError, match="ends in a CRF, whose outputs are ChainScores.*transform=lambda scores: "
+                                        r"jaxdl.crf.viterbi\(scores\)\[0\]"):
+        dl.predict(model, params, x, 4)
+    tags = dl.predict(model, params, x, 4, transform=lambda scores: crf.viterbi(scores)[0])
+    np.testing.assert_array_equal(tags, crf.viterbi(model.apply(params, x))[0])

@@ -67,6 +67,7 @@ def test_skips_blank_lines(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     (GLOVE + "paris 1 2", r"line 5 of .*v\.txt has 2 values, line 1 has 3: the file is truncated or corrupt"),
+    (GLOVE + "paris 1 2 3 city 4 5 6", r"line 5 of .*v\.txt has 7 values, line 1 has 3"),  # two lines run together
     ("4 3\nthe 1 2 3 4\n", r"header of .*v\.txt says 3 values per vector but line 2 has 4"),
     ("5 3\n" + GLOVE, r"holds 4 vectors, its header says 5: it is truncated .*download it again"),
     ("3 3\n" + GLOVE, r"holds 4 vectors, its header says 3: the header is wrong"),
@@ -196,3 +197,9 @@ def test_reads_real_glove_vectors(originals):
     assert everything.vectors.shape == (400_000, 50) and everything.words[:3] == ("the", ",", ".")
     np.testing.assert_array_equal(everything.vectors[[everything.words.index(w) for w in some.words]], some.vectors)
     print(f"\nread {path.name}: 4 words of 400,000 in {some_seconds:.1f} s, all of them in {all_seconds:.1f} s")
+
+
+def test_a_word_may_hold_spaces(tmp_path):
+    vectors = read_word_vectors(write(tmp_path, "v.txt", GLOVE + ". . . 1 2 3\nat name@domain.com 4 5 6\n"))
+    assert vectors.words[-2:] == (". . .", "at name@domain.com")
+    np.testing.assert_array_equal(vectors.vectors[-2:], [[1, 2, 3], [4, 5, 6]])

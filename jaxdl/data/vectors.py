@@ -8,8 +8,8 @@ vocabulary's ids; hand the table to :func:`jaxdl.layers.Embedding` as its initia
     print(coverage)                    # pretrained vectors for 18,734 of 20,000 tokens (93.7%): ...
     embed = Embedding(len(vocab), vectors.dim, init_fn=pretrained(table), padding_id=PAD_ID)
 
-Files are text, one vector a line: ``word v1 ... vD``, fields separated by whitespace, the
-first field the word (so a word holds no space). word2vec's and fastText's text files start
+Files are text, one vector a line: ``word v1 ... vD``, fields separated by whitespace; the
+last D fields are the vector and the rest the word (a few words of GloVe 840B hold spaces). word2vec's and fastText's text files start
 with a header line ``count dim``; GloVe's have none. Plain or gzipped, told apart by the
 file's first bytes. word2vec's binary ``.bin`` files are not read: convert them to text.
 """
@@ -87,7 +87,9 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
                 if width is None:
                     width, first = len(fields) - 1, number
                     _check_width(path, number, width, header, dim)
-                elif len(fields) - 1 != width:
+                elif len(fields) - 1 > width and not any(map(_is_number, fields[1:-width])):
+                    fields = [b" ".join(fields[:-width]), *fields[-width:]]  # a word with spaces (GloVe 840B's ". . .")
+                if len(fields) - 1 != width:
                     raise VectorsError(
                         f"line {number} of {path} has {len(fields) - 1} values, line {first} has {width}: "
                         "the file is truncated or corrupt; download it again")
@@ -110,6 +112,14 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
         raise VectorsError(f"{path} holds no vectors (it is empty{' but for its header' if header else ''})")
     return WordVectors(tuple(kept.values()),
                        np.frombuffer(values, dtype=np.float32).reshape(len(kept), width))
+
+
+def _is_number(field: bytes) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
 
 
 def _open(path: Path) -> BinaryIO:
