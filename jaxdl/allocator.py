@@ -8,11 +8,13 @@ intermediate arrays: 74 MB for the BatchNorm CNN's training step at batch 128) w
 about a third of the step's time on our 2-core machine. jaxdl asks glibc
 (``mallopt``) to serve every thread from one heap (``M_ARENA_MAX`` 1), never with
 ``mmap`` (``M_MMAP_MAX`` 0), and to keep freed memory for the next call
-(``M_TRIM_THRESHOLD`` 2 GiB): no page faults after the first call, and the training step
-about 1.4x faster (docs/results.md).
+(``M_TRIM_THRESHOLD`` 2 GiB): no page faults once the heap has grown to what the calls
+need (a few calls on an idle machine, 10-20 when other processes share the CPU), and the
+training step about 1.4x faster (docs/results.md).
 
 The price: the process keeps the memory it once used (it is reused, not returned to
-the system). Set ``JAXDL_GLIBC_MALLOC=default`` before importing jaxdl to leave glibc's
+the system), and while it warms up the heap may grow to several blocks of the scratch
+size, where other threads' small allocations split a freed block. Set ``JAXDL_GLIBC_MALLOC=default`` before importing jaxdl to leave glibc's
 defaults; any ``MALLOC_*`` or ``GLIBC_TUNABLES`` setting of your own also leaves them
 alone. Other C libraries (macOS, Windows, musl) are left alone.
 
