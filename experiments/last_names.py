@@ -42,6 +42,7 @@ from jaxdl.data.tagging import (
     split_summary,
     tagger_data,
     token_rows,
+    word_form,
     word_vocabulary,
 )
 from jaxdl.data.text import covering_lengths
@@ -91,7 +92,7 @@ parser.add_argument("--min-count", type=experiment.positive_int, default=2,
 parser.add_argument("--buckets", type=experiment.increasing_ints, default=(8, 16, 32, 48),
                     help="sentence lengths that batches are padded to, one compiled step each; one more bucket "
                     "holds the longest sentences")
-parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=False,
+parser.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                     help="end in a CRF that scores whole tag sequences (Viterbi decoding, IOB2 rules), "
                     "instead of a softmax per token")
 experiment.add_embeddings_flags(parser)
@@ -169,7 +170,8 @@ def main(argv=None) -> dict:
     tags = label_names("conll2003", data_dir=args.data_dir)["ner"]
     train_tokens = splits["train"]["tokens"]
     words = runs.run_vocabulary(args.out, "words.json", resume=args.resume,
-                                build=lambda: word_vocabulary(train_tokens, min_count=args.min_count))
+                                build=lambda: experiment.with_pretrained_words(
+                                    args, word_vocabulary(train_tokens, min_count=args.min_count), form=word_form))
     chars = runs.run_vocabulary(args.out, "chars.json", resume=args.resume, build=lambda: char_vocabulary(train_tokens))
     boundaries = covering_lengths(args.buckets, max(len(tokens) for split in splits.values() for tokens in split["tokens"]))
     data = {name: tagger_data(token_rows(split["tokens"], words, chars, args.max_chars), split["ner"], tags, boundaries)

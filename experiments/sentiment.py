@@ -90,8 +90,9 @@ def main(argv=None) -> dict:
     # Load: the sentences, their words' ids (the vocabulary saved with the run), length buckets
     split = f"train[:{args.train_examples}]" if args.train_examples else "train"
     train, dev = experiment.load_text(args, "glue/sst2", split), experiment.load_text(args, "glue/sst2", "validation")
-    vocabulary = runs.run_vocabulary(args.out, "vocabulary.json", resume=args.resume, build=lambda: Vocabulary.build(
-        (tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count
+    vocabulary = runs.run_vocabulary(args.out, "vocabulary.json", resume=args.resume, build=lambda: experiment.with_pretrained_words(
+        args, Vocabulary.build((tokenize_words(s, lower=True) for s in train["sentence"]), min_count=args.min_count),
+        form=str.lower,
     ))
     train_ids, dev_ids = encode_sentences(vocabulary, train["sentence"]), encode_sentences(vocabulary, dev["sentence"])
     boundaries = bucket_lengths([len(ids) for ids in train_ids], args.buckets)

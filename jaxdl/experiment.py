@@ -297,6 +297,10 @@ def add_embeddings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
                         help="start the word vectors from this file of pretrained vectors (GloVe, word2vec or "
                         "fastText text, plain or gzipped); --embed must be their size (default: random vectors)")
+    parser.add_argument("--pretrained-words", type=non_negative_int, default=100_000, metavar="N",
+                        help="with --embeddings, the vocabulary also holds the file's first N words (its most "
+                        "frequent), so words that training never saw keep their pretrained vectors; 0: only the "
+                        "training words")
     parser.add_argument("--freeze-embeddings", action="store_true",
                         help="keep the word vectors as they start (pretrained, and random for the words the file "
                         "lacks and <unk>) while the rest trains (default: train them too)")
@@ -309,6 +313,21 @@ def check_embeddings_flags(args: argparse.Namespace, parser: argparse.ArgumentPa
         parser.error("--freeze-embeddings keeps pretrained vectors: give them with --embeddings PATH")
     if args.embeddings is not None and not args.embeddings.is_file():
         parser.error(f"--embeddings: no file at {args.embeddings}; download {SOURCES}")
+
+
+def with_pretrained_words(args: argparse.Namespace, vocabulary: Vocabulary,
+                          form: Callable[[str], str] | None = None) -> Vocabulary:
+    """``vocabulary`` extended with the first ``--pretrained-words`` words of the ``--embeddings``
+    file (unchanged without it), so that words training never saw keep their pretrained vectors.
+    ``form``: the form the script looks words up by; only the file's words already in that form
+    are added (the others could never be looked up)."""
+    if args.embeddings is None or args.pretrained_words == 0:
+        return vocabulary
+    words = read_word_vectors(args.embeddings, dim=args.embed, limit=args.pretrained_words).words
+    extended = vocabulary.extended([word for word in words if form is None or form(word) == word])
+    print(f"vocabulary: {len(vocabulary):,} words from training, {len(extended) - len(vocabulary):,} more from the "
+          f"first {args.pretrained_words:,} of {args.embeddings}")
+    return extended
 
 
 def pretrained_embeddings(args: argparse.Namespace, vocabulary: Vocabulary) -> Initializer | None:

@@ -1,10 +1,12 @@
 """The scripts' command line: the use subcommand, texts from the command line, errors as one line."""
 
+import argparse
 import io
 
 import pytest
 
 from jaxdl import experiment
+from jaxdl.data.text import Vocabulary
 from jaxdl.runs import RunError
 
 
@@ -56,3 +58,17 @@ def test_use_parser_takes_texts_and_the_run_folder(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([])  # at least one text
     assert "demo.py use" in capsys.readouterr().err
+
+
+def test_with_pretrained_words_adds_the_files_first_words_in_the_scripts_form(tmp_path, capsys):
+    path = tmp_path / "vectors.txt"
+    path.write_text("the 1 2\nparis 3 4\nParis 5 6\n1996 7 8\nfrance 9 10\nlyon 1 1\n")
+    training = Vocabulary.build([["the", "france"]])
+    args = argparse.Namespace(embeddings=path, embed=2, pretrained_words=5)
+    extended = experiment.with_pretrained_words(args, training, form=str.lower)
+    assert extended.tokens == (*training.tokens, "paris", "1996")  # training's ids kept; "Paris" and "lyon" left out
+    assert "4 words from training, 2 more from the first 5 of" in capsys.readouterr().out
+    assert experiment.with_pretrained_words(args, training, form=lambda w: w.replace("1", "0")).tokens[-1] == "Paris"
+    for unchanged in (argparse.Namespace(embeddings=None, embed=2, pretrained_words=5),
+                      argparse.Namespace(embeddings=path, embed=2, pretrained_words=0)):
+        assert experiment.with_pretrained_words(unchanged, training) is training

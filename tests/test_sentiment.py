@@ -221,16 +221,19 @@ def test_ensemble_predict_averages_the_members_probabilities(classifier):
 
 
 def test_quick_run_from_frozen_pretrained_vectors(tmp_path, sst2_data_dir, capsys):
-    vectors = {"the": [0.5, -0.25, 1.0, 2.0], "movie": [1.5, 0.0, -1.0, 0.25], "Film": [3.0, 1.0, 0.0, -2.0]}
+    vectors = {"the": [0.5, -0.25, 1.0, 2.0], "movie": [1.5, 0.0, -1.0, 0.25], "Film": [3.0, 1.0, 0.0, -2.0],
+               "zyzzyva": [0.0, 1.0, 2.0, 3.0]}
     path = tmp_path / "vectors.txt"
     path.write_text("".join(f"{word} {' '.join(map(str, v))}\n" for word, v in vectors.items()))
     out = tmp_path / "run"
     sentiment.main(["--epochs", "1", "--devices", "1", "--train-examples", "1000", "--hidden", "8", "--embed", "4",
                     "--embeddings", str(path), "--freeze-embeddings", "--out", str(out), "--data-dir", str(sst2_data_dir)])
-    assert "pretrained vectors for 2 of " in capsys.readouterr().out  # "Film" is not a word of the lower-cased text
+    # "zyzzyva", never seen in training, joins the vocabulary; "Film" is not a word of the lower-cased text
+    assert "pretrained vectors for 3 of " in capsys.readouterr().out
     vocabulary = Vocabulary.load(out / "vocabulary.json")
+    assert vocabulary.tokens[-1] == "zyzzyva" and "Film" not in vocabulary
     table = dl.load_checkpoint(out / "checkpoints").state["params"]["embedding"]["table"]
-    for word in ("the", "movie"):  # trained for an epoch, and still the file's vectors
+    for word in ("the", "movie", "zyzzyva"):  # trained for an epoch, and still the file's vectors
         np.testing.assert_array_equal(table[vocabulary.tokens.index(word)], np.float32(vectors[word]))
     with pytest.raises(SystemExit, match="error: expected 8-dimensional vectors, .* has 4: pass the file of the "
                                          "right size or --embed 4"):

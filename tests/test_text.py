@@ -658,3 +658,13 @@ def test_load_texts_of_tiny_shakespeare_are_its_train_and_validation_splits(tiny
     assert source == "tiny_shakespeare"
     assert (len(train), len(validation)) == (1_003_854, 55_770)  # TFDS's first 90%, then 5%
     assert train.startswith("First Citizen:") and load_texts(data_dir=tiny_shakespeare_data_dir, train_chars=50)[0] == train[:50]
+
+
+def test_extended_keeps_every_id_and_appends_the_new_tokens_in_their_order():
+    vocabulary = Vocabulary.build([["b", "a", "b"]])
+    extended = vocabulary.extended(["c", "a", PAD, UNK, "d", "c"])
+    assert extended.tokens == (*vocabulary.tokens, "c", "d")
+    assert extended.encode(["b", "a", "d", "e"]) == [*vocabulary.encode(["b", "a"]), 5, UNK_ID]
+    assert vocabulary.extended([]) == vocabulary
+    with pytest.raises(TypeError, match="list of tokens"):
+        vocabulary.extended("cd")

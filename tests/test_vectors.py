@@ -203,3 +203,16 @@ def test_a_word_may_hold_spaces(tmp_path):
     vectors = read_word_vectors(write(tmp_path, "v.txt", GLOVE + ". . . 1 2 3\nat name@domain.com 4 5 6\n"))
     assert vectors.words[-2:] == (". . .", "at name@domain.com")
     np.testing.assert_array_equal(vectors.vectors[-2:], [[1, 2, 3], [4, 5, 6]])
+
+
+def test_limit_reads_the_first_vectors_and_stops_there(tmp_path):
+    path = write(tmp_path, "v.txt", "4 3\n" + GLOVE + "paris 1 2\n")  # a corrupt fifth line, and the header says 4
+    vectors = read_word_vectors(path, limit=2)
+    assert vectors.words == WORDS[:2]
+    np.testing.assert_array_equal(vectors.vectors, VECTORS[:2])
+    assert read_word_vectors(path, words={"france", "the"}, limit=3).words == ("the",)
+    with pytest.raises(VectorsError, match="line 6 of .* has 2 values"):
+        read_word_vectors(path, limit=5)
+    for limit in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="limit must be a positive number of vectors"):
+            read_word_vectors(path, limit=limit)

@@ -155,6 +155,13 @@ class Vocabulary:
             )
         return cls([PAD, UNK, *kept[: None if max_size is None else max_size - 2]])
 
+    def extended(self, tokens: Iterable[str]) -> Vocabulary:
+        """This vocabulary with the new ones of ``tokens`` after its own, in their order: every
+        token keeps its id (e.g. words of a pretrained-vectors file that training never saw)."""
+        _check_tokens(tokens, "tokens (a list of strings)")
+        new = dict.fromkeys(token for token in tokens if token not in self._ids and token != PAD)
+        return Vocabulary([*self._tokens, *new])
+
     @property
     def tokens(self) -> tuple[str, ...]:
         """All tokens in id order."""

@@ -58,16 +58,19 @@ class WordVectors(NamedTuple):
 
 
 def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = None,
-                      dim: int | None = None) -> WordVectors:
+                      dim: int | None = None, limit: int | None = None) -> WordVectors:
     """The vectors of a GloVe, word2vec (text) or fastText ``.vec`` file, plain or gzipped.
 
     ``words`` keeps only the vectors of those words and of their lower-cased forms (the other
     lines are counted and their values counted, never converted or held). A word listed twice
     keeps its first vector.
-    ``dim`` is the dimension expected. Raises FileNotFoundError (saying where such files come
+    ``dim`` is the dimension expected. ``limit`` reads the first ``limit`` vectors only (these
+    files list the most frequent words first) and stops there. Raises FileNotFoundError (saying where such files come
     from) and :class:`VectorsError` for an empty, truncated or corrupt file or another ``dim``.
     """
     path = Path(path)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive number of vectors, got {limit!r}")
     if isinstance(words, str):
         raise TypeError(f"words must be a collection of words, got the str {words[:40]!r}")
     wanted = None if words is None else {form.encode() for word in words for form in (word, word.lower())}
@@ -84,6 +87,8 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
                     continue
                 if not fields:
                     continue
+                if count == limit:
+                    break
                 if width is None:
                     width, first = len(fields) - 1, number
                     _check_width(path, number, width, header, dim)
@@ -104,7 +109,7 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
                 kept[fields[0]] = _decode(path, number, fields[0])
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise VectorsError(f"{path} is a damaged gzip file ({error}): download it again") from None
-    if header is not None and count != header[0]:
+    if header is not None and count != header[0] and count != limit:
         raise VectorsError(f"{path} holds {count:,} vectors, its header says {header[0]:,}: " + (
             "it is truncated (an interrupted download?); download it again" if count < header[0]
             else "the header is wrong; fix its first line"))
