@@ -14,9 +14,10 @@ training step about 1.4x faster (docs/results.md).
 
 The price: the process keeps the memory it once used (it is reused, not returned to
 the system), and while it warms up the heap may grow to several blocks of the scratch
-size, where other threads' small allocations split a freed block. Set ``JAXDL_GLIBC_MALLOC=default`` before importing jaxdl to leave glibc's
-defaults; any ``MALLOC_*`` or ``GLIBC_TUNABLES`` setting of your own also leaves them
-alone. Other C libraries (macOS, Windows, musl) are left alone.
+size, where other threads' small allocations split a freed block. Set
+``JAXDL_GLIBC_MALLOC=default`` before importing jaxdl to leave glibc's defaults; any
+``MALLOC_*`` or ``GLIBC_TUNABLES`` setting of your own also leaves them alone. Other C
+libraries (macOS, Windows, musl) are left alone.
 
 Threads that allocated before the import (a Jupyter kernel's own) keep arenas of their
 own, and JAX's threads may be given one of them, where a block above 64 MB still comes

@@ -25,7 +25,7 @@ from jaxdl.data import (
     load_text_dataset,
 )
 from jaxdl.data.text import Vocabulary, VocabularyError
-from jaxdl.data.vectors import SOURCES, VectorsError, aligned_table, pretrained, read_word_vectors
+from jaxdl.data.vectors import SOURCES, VectorsError, aligned_table, extended_vocabulary, pretrained, read_word_vectors
 from jaxdl.layers import Initializer
 from jaxdl.loop import FitResult, Interrupted, NonFiniteLossError, ResumeError, fit
 from jaxdl.precision import DTYPES
@@ -323,8 +323,7 @@ def with_pretrained_words(args: argparse.Namespace, vocabulary: Vocabulary,
     are added (the others could never be looked up)."""
     if args.embeddings is None or args.pretrained_words == 0:
         return vocabulary
-    words = read_word_vectors(args.embeddings, dim=args.embed, limit=args.pretrained_words).words
-    extended = vocabulary.extended([word for word in words if form is None or form(word) == word])
+    extended = extended_vocabulary(vocabulary, args.embeddings, args.pretrained_words, dim=args.embed, form=form)
     print(f"vocabulary: {len(vocabulary):,} words from training, {len(extended) - len(vocabulary):,} more from the "
           f"first {args.pretrained_words:,} of {args.embeddings}")
     return extended

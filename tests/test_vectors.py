@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from jaxdl.data.text import PAD, UNK, Vocabulary
-from jaxdl.data.vectors import Coverage, VectorsError, WordVectors, aligned_table, pretrained, read_word_vectors
+from jaxdl.data.vectors import (
+    Coverage,
+    VectorsError,
+    WordVectors,
+    aligned_table,
+    extended_vocabulary,
+    pretrained,
+    read_word_vectors,
+)
 from jaxdl.layers import Embedding
 
 GLOVE = "the 0.5 -1.25 2\n. 0.125 0 -3e-2\n's 1 2 3\nfrance 4 5 6\n"
@@ -216,3 +224,15 @@ def test_limit_reads_the_first_vectors_and_stops_there(tmp_path):
     for limit in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="limit must be a positive number of vectors"):
             read_word_vectors(path, limit=limit)
+
+
+def test_extended_vocabulary_adds_the_files_first_words_in_the_lookup_form(tmp_path):
+    path = write(tmp_path, "vectors.txt", "the 1 2\nparis 3 4\nParis 5 6\n1996 7 8\nfrance 9 10\nlyon 1 1\n")
+    training = Vocabulary.build([["the", "france"]])
+    extended = extended_vocabulary(training, path, 5, form=str.lower)
+    assert extended.tokens == (*training.tokens, "paris", "1996")  # training's ids kept; "Paris" and "lyon" left out
+    digits_as_0 = extended_vocabulary(training, path, 5, form=lambda word: word.replace("1", "0"))
+    assert digits_as_0.tokens == (*training.tokens, "paris", "Paris")
+    assert extended_vocabulary(training, path, 6).tokens[-1] == "lyon"
+    with pytest.raises(VectorsError, match="expected 3-dimensional"):
+        extended_vocabulary(training, path, 5, dim=3)

@@ -8,10 +8,14 @@ vocabulary's ids; hand the table to :func:`jaxdl.layers.Embedding` as its initia
     print(coverage)                    # pretrained vectors for 18,734 of 20,000 tokens (93.7%): ...
     embed = Embedding(len(vocab), vectors.dim, init_fn=pretrained(table), padding_id=PAD_ID)
 
+Words that training never saw still have vectors in the file: :func:`extended_vocabulary`
+adds the file's most frequent words to a vocabulary first, so they keep them.
+
 Files are text, one vector a line: ``word v1 ... vD``, fields separated by whitespace; the
-last D fields are the vector and the rest the word (a few words of GloVe 840B hold spaces). word2vec's and fastText's text files start
-with a header line ``count dim``; GloVe's have none. Plain or gzipped, told apart by the
-file's first bytes. word2vec's binary ``.bin`` files are not read: convert them to text.
+last D fields are the vector and the rest the word (a few words of GloVe 840B hold
+spaces). word2vec's and fastText's text files start with a header line ``count dim``;
+GloVe's have none. Plain or gzipped, told apart by the file's first bytes. word2vec's
+binary ``.bin`` files are not read: convert them to text.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import gzip
 import os
 import zlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -65,8 +69,9 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
     lines are counted and their values counted, never converted or held). A word listed twice
     keeps its first vector.
     ``dim`` is the dimension expected. ``limit`` reads the first ``limit`` vectors only (these
-    files list the most frequent words first) and stops there. Raises FileNotFoundError (saying where such files come
-    from) and :class:`VectorsError` for an empty, truncated or corrupt file or another ``dim``.
+    files list the most frequent words first) and stops there. Raises FileNotFoundError
+    (saying where such files come from) and :class:`VectorsError` for an empty, truncated or
+    corrupt file or another ``dim``.
     """
     path = Path(path)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -117,6 +122,17 @@ def read_word_vectors(path: str | os.PathLike, *, words: Iterable[str] | None = 
         raise VectorsError(f"{path} holds no vectors (it is empty{' but for its header' if header else ''})")
     return WordVectors(tuple(kept.values()),
                        np.frombuffer(values, dtype=np.float32).reshape(len(kept), width))
+
+
+def extended_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike, count: int, *, dim: int | None = None,
+                        form: Callable[[str], str] | None = None) -> Vocabulary:
+    """``vocabulary`` extended with the first ``count`` words of the vectors file at ``path``
+    (its most frequent), after its own tokens, each keeping its id (:meth:`Vocabulary.extended`),
+    so that words training never saw keep their pretrained vectors. ``form`` is the form words
+    are looked up by (e.g. ``str.lower``): only the file's words already in that form are added,
+    the others could never be looked up. ``dim``: as :func:`read_word_vectors`."""
+    words = read_word_vectors(path, dim=dim, limit=count).words
+    return vocabulary.extended([word for word in words if form is None or form(word) == word])
 
 
 def _is_number(field: bytes) -> bool:
