@@ -1,7 +1,7 @@
-"""Training throughput of one LSTM classifier in jaxdl, flax.linen and PyTorch, in the same run.
+"""Training throughput of one LSTM (or GRU) classifier in jaxdl, flax.linen and PyTorch, in the same run.
 
-The network: one LSTM layer (input 128, hidden 256) over 100 time steps, and a
-dense layer to 10 classes on its last state; batch 64, softmax cross-entropy,
+The network: one LSTM layer (``--cell gru``: a GRU) (input 128, hidden 256) over 100
+time steps, and a dense layer to 10 classes on its last state; batch 64, softmax cross-entropy,
 Adam, float32. Data are random sequences already in memory, all of full length
 (no padding). Each framework takes one step (for jax: compilation included),
 then trains ``--steps`` steps per timed run; timed runs go round-robin over the
@@ -16,6 +16,7 @@ without it (or with ``--skip-torch``) that row is skipped. The last line printed
 is a JSON object of sequences/s.
 
     .venv/bin/python benchmarks/lstm_throughput.py
+    .venv/bin/python benchmarks/lstm_throughput.py --cell gru
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import harness
 
 import jaxdl as dl
 from jaxdl.compiler import compiler_options
+from jaxdl.models import CELLS
 
 BATCH, TIME, FEATURES, HIDDEN, CLASSES = 64, 100, 128, 256, 10
 LR = 1e-3
@@ -52,9 +54,9 @@ def make_data(steps: int, seed: int = 0, time_steps: int = TIME):
 
 
 # ----------------------------------------------------------------------------- jaxdl
-def jaxdl_step(seed: int, time_steps: int = TIME):
+def jaxdl_step(seed: int, time_steps: int = TIME, cell: str = "lstm"):
     """jaxdl's jitted training step and its initial state, for sequences of ``time_steps``."""
-    model = dl.serial(dl.RNN(dl.LSTMCell(HIDDEN), output="last"), dl.Dense(CLASSES))
+    model = dl.serial(dl.RNN(CELLS[cell](HIDDEN), output="last"), dl.Dense(CLASSES))
     optimizer = optax.adam(LR)
     _, params = model.init(jax.random.key(seed), (-1, time_steps, FEATURES))
     state = dl.TrainState.create(params, optimizer, jax.random.key(seed + 1))
@@ -62,7 +64,7 @@ def jaxdl_step(seed: int, time_steps: int = TIME):
 
 
 def bench_jaxdl(x, y, args) -> tuple[Callable, float]:
-    step, state = jaxdl_step(args.seed)
+    step, state = jaxdl_step(args.seed, cell=args.cell)
     batches = [jax.device_put({"x": xb, "y": yb}) for xb, yb in zip(x, y)]
     began = time.perf_counter()
     state, _ = jax.block_until_ready(step(state, batches[0]))
@@ -77,9 +79,9 @@ def bench_jaxdl(x, y, args) -> tuple[Callable, float]:
     return run_steps, compile_s
 
 
-def compile_seconds(time_steps: int, seed: int) -> float:
+def compile_seconds(time_steps: int, seed: int, cell: str = "lstm") -> float:
     """Seconds jax spends tracing, lowering and compiling jaxdl's step for ``time_steps``."""
-    step, state = jaxdl_step(seed, time_steps)
+    step, state = jaxdl_step(seed, time_steps, cell)
     x, y = make_data(1, seed, time_steps)
     spent = []
 
@@ -100,10 +102,12 @@ def bench_flax(x, y, args) -> tuple[Callable, float]:
     """flax.linen as its examples write it: ``nn.RNN(nn.LSTMCell)``, a plain ``jax.jit``."""
     import flax.linen as nn
 
+    cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}[args.cell]
+
     class Classifier(nn.Module):
         @nn.compact
         def __call__(self, x):
-            states = nn.RNN(nn.LSTMCell(HIDDEN))(x)  # (N, T, H)
+            states = nn.RNN(cell(HIDDEN))(x)  # (N, T, H)
             return nn.Dense(CLASSES)(states[:, -1])
 
     model = Classifier()
@@ -122,11 +126,12 @@ def bench_torch(x, y, args) -> tuple[Callable, float] | None:
     class Classifier(nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = nn.LSTM(FEATURES, HIDDEN, batch_first=True)
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[args.cell](FEATURES, HIDDEN, batch_first=True)
             self.head = nn.Linear(HIDDEN, CLASSES)
 
         def forward(self, x):
-            _, (h, _) = self.lstm(x)  # h: (layers, N, H)
+            _, state = self.rnn(x)  # the LSTM's (h, c), the GRU's h: each (layers, N, H)
+            h = state[0] if args.cell == "lstm" else state
             return self.head(h[-1])
 
     model = Classifier()
@@ -140,13 +145,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per framework (the median is kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the initial weights")
     parser.add_argument("--skip-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="the recurrent cell")
     args = parser.parse_args(argv)
     x, y = make_data(args.steps, args.seed)
     print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}, jaxdl's XLA options: {compiler_options()}")
-    print(f"LSTM {FEATURES} -> {HIDDEN}, {TIME} time steps, batch {BATCH}, {args.steps} steps x {args.repeats}")
+    print(f"{args.cell.upper()} {FEATURES} -> {HIDDEN}, {TIME} time steps, batch {BATCH}, {args.steps} steps x {args.repeats}")
     setups = {"jaxdl": bench_jaxdl(x, y, args), "flax_linen": bench_flax(x, y, args), "torch": bench_torch(x, y, args)}
     setups = {name: setup for name, setup in setups.items() if setup is not None}
-    short, long = (compile_seconds(steps, args.seed) for steps in (10, 1000))
+    short, long = (compile_seconds(steps, args.seed, args.cell) for steps in (10, 1000))
     print(f"jaxdl's training step compiles in {short:.2f} s at 10 time steps, {long:.2f} s at 1,000")
     return harness.report(setups, args.steps, args.repeats, BATCH, "sequences/s")
 
