@@ -25,7 +25,7 @@ from jaxdl.data import (
     load_text_dataset,
 )
 from jaxdl.data.text import Vocabulary, VocabularyError
-from jaxdl.data.vectors import SOURCES, VectorsError, aligned_table, extended_vocabulary, pretrained, read_word_vectors
+from jaxdl.data.vectors import SOURCES, VectorsError, extended_vocabulary, pretrained, pretrained_table
 from jaxdl.layers import Initializer
 from jaxdl.loop import FitResult, Interrupted, NonFiniteLossError, ResumeError, fit
 from jaxdl.precision import DTYPES
@@ -336,9 +336,8 @@ def pretrained_embeddings(args: argparse.Namespace, vocabulary: Vocabulary) -> I
     if args.embeddings is None:
         return None
     began = time.perf_counter()
-    vectors = read_word_vectors(args.embeddings, words=vocabulary.tokens, dim=args.embed)
-    table, coverage = aligned_table(vectors, vocabulary, key=jax.random.key(args.seed))
-    print(f"{args.embeddings} ({vectors.dim}-d, read in {time.perf_counter() - began:.1f} s): {coverage}")
+    table, coverage = pretrained_table(args.embeddings, vocabulary, key=jax.random.key(args.seed), dim=args.embed)
+    print(f"{args.embeddings} ({table.shape[1]}-d, read in {time.perf_counter() - began:.1f} s): {coverage}")
     return pretrained(table)
 
 

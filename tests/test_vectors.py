@@ -19,6 +19,7 @@ from jaxdl.data.vectors import (
     aligned_table,
     extended_vocabulary,
     pretrained,
+    pretrained_table,
     read_word_vectors,
 )
 from jaxdl.layers import Embedding
@@ -236,3 +237,16 @@ def test_extended_vocabulary_adds_the_files_first_words_in_the_lookup_form(tmp_p
     assert extended_vocabulary(training, path, 6).tokens[-1] == "lyon"
     with pytest.raises(VectorsError, match="expected 3-dimensional"):
         extended_vocabulary(training, path, 5, dim=3)
+
+
+def test_pretrained_table_reads_the_vocabularys_words_and_aligns_them(tmp_path):
+    path = write(tmp_path, "vectors.txt", GLOVE + "France 7 8 9\n", zipped=True)
+    vocabulary = Vocabulary.build([["France", "the", "absent"]])
+    table, coverage = pretrained_table(path, vocabulary, key=jax.random.key(4), dim=3)
+    expected, expected_coverage = aligned_table(read_word_vectors(path, words=vocabulary.tokens), vocabulary,
+                                                key=jax.random.key(4))
+    np.testing.assert_array_equal(table, expected)
+    assert coverage == expected_coverage and (coverage.exact, coverage.missing) == (2, 1)
+    np.testing.assert_array_equal(table[vocabulary.id_of("France")], [7, 8, 9])
+    with pytest.raises(VectorsError, match="expected 4-dimensional"):
+        pretrained_table(path, vocabulary, key=jax.random.key(4), dim=4)

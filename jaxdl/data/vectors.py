@@ -3,10 +3,9 @@
 Read a text file of vectors, keeping only the words a vocabulary needs; align them to the
 vocabulary's ids; hand the table to :func:`jaxdl.layers.Embedding` as its initializer::
 
-    vectors = read_word_vectors("glove.6B.100d.txt.gz", words=vocab.tokens)
-    table, coverage = aligned_table(vectors, vocab, key=jax.random.key(0))
+    table, coverage = pretrained_table("glove.6B.100d.txt.gz", vocab, key=jax.random.key(0))
     print(coverage)                    # pretrained vectors for 18,734 of 20,000 tokens (93.7%): ...
-    embed = Embedding(len(vocab), vectors.dim, init_fn=pretrained(table), padding_id=PAD_ID)
+    embed = Embedding(len(vocab), table.shape[1], init_fn=pretrained(table), padding_id=PAD_ID)
 
 Words that training never saw still have vectors in the file: :func:`extended_vocabulary`
 adds the file's most frequent words to a vocabulary first, so they keep them.
@@ -230,6 +229,14 @@ def aligned_table(vectors: WordVectors, vocabulary: Vocabulary, *, key: jax.Arra
         table[padding_id] = 0
     found = len(ids)
     return table, Coverage(exact, found - exact, len(missing), found + len(missing), tuple(missing[:5]))
+
+
+def pretrained_table(path: str | os.PathLike, vocabulary: Vocabulary, *, key: jax.Array, dim: int | None = None,
+                     padding_id: int | None = PAD_ID) -> tuple[np.ndarray, Coverage]:
+    """The vectors file at ``path`` read for ``vocabulary``'s tokens (:func:`read_word_vectors`)
+    and aligned to its ids (:func:`aligned_table`): ``(table float32 (V, D), coverage)``."""
+    vectors = read_word_vectors(path, words=vocabulary.tokens, dim=dim)
+    return aligned_table(vectors, vocabulary, key=key, padding_id=padding_id)
 
 
 def pretrained(table) -> Initializer:
