@@ -23,6 +23,7 @@ gate order (LSTM: i f g o; GRU: r z n).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -37,18 +38,45 @@ from jaxdl.layers import Dropout, Initializer, _check_float, _check_last_dim, _c
 Carry = Any  # an array (N, H), or a tuple of them (the LSTM's (c, h))
 
 
+class Fused(NamedTuple):
+    """A cell's step in the form :func:`RNN`'s fused loop differentiates by hand.
+
+    The loop computes ``h_proj = recurrent(carry) @ w_h + bias(params)`` (N, G) at each
+    step; the cell does the rest, elementwise, and for the backward pass keeps what its
+    own derivative needs, as whole (N, G) or (N, H) arrays (XLA's CPU loop runs an
+    elementwise fusion over a whole array several times faster than over slices of it).
+
+    Attributes:
+      step: ``(carry, x_proj, h_proj, save) -> (carry, h, saved)``; ``saved`` is None
+        unless ``save``.
+      backward: ``(saved, d_carry, d_h, recur) -> (d_carry_prev, d_x_proj, d_h_proj)``:
+        the cotangents of one step, given those of its carry and output; ``recur(d)`` is
+        ``d @ w_h.T``, the path back through the recurrent matmul. ``d_x_proj`` None
+        means it equals ``d_h_proj``.
+      recurrent: ``carry -> h_prev`` (N, H), the part of the carry the matmul reads.
+      bias: ``params -> (G,)`` added to ``h_proj``, or None.
+    """
+
+    step: Callable
+    backward: Callable
+    recurrent: Callable[[Carry], jax.Array]
+    bias: Callable[[dict], jax.Array | None]
+
+
 class Cell(NamedTuple):
     """A recurrent cell: pure functions, its state size and its type.
 
     Attributes:
       init: ``(key, input_dim) -> params``, a dict holding at least ``w_i``
-        (D, G) and ``b`` (G,): the layer projects the inputs of all time steps
-        at once with ``x @ w_i + b`` before the scan.
+        (D, G), ``w_h`` (H, G) and ``b`` (G,): the layer projects the inputs of all
+        time steps at once with ``x @ w_i + b`` before the loop over time.
       apply: ``(params, carry, x_proj) -> (carry, h)``: one time step, given the
         projected input ``x_proj`` (N, G); ``h`` is the output (N, hidden).
       zero_carry: ``(batch, dtype) -> carry``: the state before the first step.
       hidden: the size H of the output ``h``.
       kind: the cell's type, e.g. ``"LSTM"``.
+      fused: the step with its own derivative (the built-in cells have one), for
+        :func:`RNN`'s fused loop; None: ``RNN`` differentiates ``apply`` with JAX.
     """
 
     init: Callable[[jax.Array, int], dict]
@@ -56,6 +84,19 @@ class Cell(NamedTuple):
     zero_carry: Callable[[int, Any], Carry]
     hidden: int
     kind: str
+    fused: Fused | None = None
+
+
+def _fused_cell(init, fused: Fused, zero_carry, hidden: int, kind: str) -> Cell:
+    """A :class:`Cell` whose ``apply`` is its fused step: one definition of its numerics."""
+
+    def apply(params, carry, x_proj):
+        h_proj = fused.recurrent(carry) @ params["w_h"]
+        bias = fused.bias(params)
+        carry, h, _ = fused.step(carry, x_proj, h_proj if bias is None else h_proj + bias, False)
+        return carry, h
+
+    return Cell(init, apply, zero_carry, hidden, kind, fused)
 
 
 def _gate_params(key, input_dim, hidden, gates, kernel_init, recurrent_init, bias_init) -> dict:
@@ -81,6 +122,24 @@ def _zero_state(hidden: int):
     return lambda batch, dtype: jnp.zeros((batch, hidden), dtype)
 
 
+def _identity(h):
+    return h
+
+
+def _no_bias(params):
+    return None
+
+
+def _tile(x: jax.Array, times: int) -> jax.Array:
+    """(N, H) -> (N, times * H): ``x`` repeated along its last axis, as a broadcast (no concatenate)."""
+    return jnp.broadcast_to(x[:, None, :], (x.shape[0], times, x.shape[1])).reshape(x.shape[0], -1)
+
+
+def _block_mask(hidden: int, gates: int, block: int) -> jax.Array:
+    """(gates * H,) bool: true on gate ``block``'s H columns."""
+    return jnp.arange(gates * hidden) // hidden == block
+
+
 def SimpleCell(
     hidden: int,
     *,
@@ -98,11 +157,16 @@ def SimpleCell(
     def init(key, input_dim):
         return _gate_params(key, input_dim, hidden, 1, kernel_init, recurrent_init, bias_init)
 
-    def apply(params, h, x_proj):
-        h = activation(x_proj + h @ params["w_h"])
-        return h, h
+    def step(h, x_proj, h_proj, save):
+        pre = x_proj + h_proj
+        h = activation(pre)
+        return h, h, pre if save else None
 
-    return Cell(init, apply, _zero_state(hidden), hidden, "SimpleRNN")
+    def backward(pre, d_carry, d_h, recur):
+        d_pre = jax.vjp(activation, pre)[1](d_carry + d_h)[0]
+        return recur(d_pre), None, d_pre
+
+    return _fused_cell(init, Fused(step, backward, _identity, _no_bias), _zero_state(hidden), hidden, "SimpleRNN")
 
 
 def LSTMCell(
@@ -119,21 +183,38 @@ def LSTMCell(
     i f g o. Carry: ``(c, h)``, each (N, H).
     """
     _positive(hidden, "LSTMCell hidden")
+    h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
 
     def init(key, input_dim):
         return _gate_params(key, input_dim, hidden, 4, kernel_init, recurrent_init, bias_init)
 
-    def apply(params, carry, x_proj):
-        c, h = carry
-        i, f, g, o = jnp.split(x_proj + h @ params["w_h"], 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (c, h), h
+    def step(carry, x_proj, h_proj, save):
+        c_prev = carry[0]
+        pre = x_proj + h_proj
+        sigmoid, tanh = jax.nn.sigmoid(pre), jnp.tanh(pre)  # each over all gates: see Fused
+        i, f, g, o = sigmoid[:, :h1], sigmoid[:, h1:h2], tanh[:, h2:h3], sigmoid[:, h3:]
+        c = f * c_prev + i * g
+        tanh_c = jnp.tanh(c)
+        h = o * tanh_c
+        saved = None
+        if save:  # d pre = [dc, dc, dc, dh] * gate_terms
+            values = jnp.concatenate([g, c_prev, i, tanh_c], axis=-1)
+            slopes = jnp.where(_block_mask(hidden, 4, 2), 1 - tanh * tanh, sigmoid * (1 - sigmoid))
+            saved = (values * slopes, o * (1 - tanh_c * tanh_c), f)
+        return (c, h), h, saved
+
+    def backward(saved, d_carry, d_h, recur):
+        gate_terms, d_c_per_d_h, f = saved
+        d_c_next, d_h_next = d_carry
+        d_h = d_h + d_h_next
+        d_c = d_c_next + d_h * d_c_per_d_h
+        d_pre = jnp.where(_block_mask(hidden, 4, 3), _tile(d_h, 4), _tile(d_c, 4)) * gate_terms
+        return (d_c * f, recur(d_pre)), None, d_pre
 
     def zero_carry(batch, dtype):
         return (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
 
-    return Cell(init, apply, zero_carry, hidden, "LSTM")
+    return _fused_cell(init, Fused(step, backward, lambda carry: carry[1], _no_bias), zero_carry, hidden, "LSTM")
 
 
 def GRUCell(
@@ -153,22 +234,40 @@ def GRUCell(
     r z n, and ``b_hn`` (H,), the bias inside the reset gate. Carry: ``h`` (N, H).
     """
     _positive(hidden, "GRUCell hidden")
+    h1, h2 = hidden, 2 * hidden
 
     def init(key, input_dim):
         gates_key, bias_key = jax.random.split(key)
         params = _gate_params(gates_key, input_dim, hidden, 3, kernel_init, recurrent_init, bias_init)
         return {**params, "b_hn": bias_init(bias_key, (hidden,))}
 
-    def apply(params, h, x_proj):
-        h_proj = h @ params["w_h"]
-        # One sigmoid over both gates r and z: in XLA's CPU loop over time an activation over one wide
-        # array runs several times faster than one over each gate's slice (docs/results.md#lstm_throughput)
-        r, z = jnp.split(jax.nn.sigmoid(x_proj[:, : 2 * hidden] + h_proj[:, : 2 * hidden]), 2, axis=-1)
-        n = jnp.tanh(x_proj[:, 2 * hidden :] + r * (h_proj[:, 2 * hidden :] + params["b_hn"]))
-        h = (1.0 - z) * n + z * h
-        return h, h
+    def bias(params):  # b_hn joins h @ w_h[n]; r and z get + 0
+        return jnp.concatenate([jnp.zeros((h2,), params["b_hn"].dtype), params["b_hn"]])
 
-    return Cell(init, apply, _zero_state(hidden), hidden, "GRU")
+    def step(h_prev, x_proj, h_proj, save):
+        sigmoid = jax.nn.sigmoid(x_proj + h_proj)  # over all gates: see Fused
+        r, z = sigmoid[:, :h1], sigmoid[:, h1:h2]
+        h_proj_n = h_proj[:, h2:]
+        n = jnp.tanh(x_proj[:, h2:] + r * h_proj_n)
+        h = (1.0 - z) * n + z * h_prev
+        saved = None
+        if save:  # d x_proj = [d pre_n, d h, d pre_n] * x_terms; d h_proj: the same with r for the last 1
+            slopes = sigmoid[:, :h2] * (1 - sigmoid[:, :h2])
+            rz_terms = jnp.concatenate([h_proj_n, h_prev - n], axis=-1) * slopes
+            ones = jnp.ones_like(n)
+            saved = (jnp.concatenate([rz_terms, ones], axis=-1), jnp.concatenate([rz_terms, r], axis=-1),
+                     (1.0 - z) * (1 - n * n), z)
+        return h, h, saved
+
+    def backward(saved, d_carry, d_h, recur):
+        x_terms, h_terms, d_pre_n_per_d_h, z = saved
+        d_h = d_h + d_carry
+        d_pre_n = d_h * d_pre_n_per_d_h
+        d_gates = jnp.where(_block_mask(hidden, 3, 1), _tile(d_h, 3), _tile(d_pre_n, 3))
+        d_h_proj = d_gates * h_terms
+        return d_h * z + recur(d_h_proj), d_gates * x_terms, d_h_proj
+
+    return _fused_cell(init, Fused(step, backward, _identity, bias), _zero_state(hidden), hidden, "GRU")
 
 
 # ------------------------------------------------------------------------ over time
@@ -185,32 +284,105 @@ def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
 
 
 def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int,
-          carry: Carry) -> tuple[jax.Array, jax.Array, Carry]:
+          carry: Carry, fused: bool) -> tuple[jax.Array, jax.Array, Carry]:
     """Run ``cell`` over (N, T, D) from ``carry``: outputs (N, T, H), zero at padded steps,
     the last valid output (N, H), zero for an empty sequence, and the carry after the
     last valid step.
 
     The inputs of all steps are projected in one matmul, time-major (T, N, G):
-    the (N, T, D) inputs are transposed, not their larger projection. The scan
-    body does only the recurrent matmul, the bias and the gates (which fuse);
-    at a padded step the state is kept. For the backward pass each step keeps
-    only its matmul's output and recomputes the gates from it, which writes and
-    reads less memory than keeping every gate's activation.
+    the (N, T, D) inputs are transposed, not their larger projection. The loop over
+    time does only the recurrent matmul and the gates; at a padded step the state is
+    kept. With ``fused`` and a cell that has a :class:`Fused` step, the loop is
+    :func:`_fused_loop`; otherwise JAX differentiates ``lax.scan`` of ``cell.apply``,
+    each step keeping only its matmul's output for the backward pass.
     """
-    x_proj = x.swapaxes(0, 1) @ params["w_i"]  # (T, N, G)
-    start = (jax.tree.map(lambda c: c.astype(x_proj.dtype), carry),
-             jnp.zeros((x.shape[0], cell.hidden), x_proj.dtype))
+    x_proj = x.swapaxes(0, 1) @ params["w_i"] + params["b"]  # (T, N, G)
+    carry = jax.tree.map(lambda c: c.astype(x_proj.dtype), carry)
+    if fused and cell.fused is not None:
+        bias = cell.fused.bias(params)
+        outputs, last, carry = _fused_loop(cell.fused, unroll, params["w_h"], bias, x_proj, valid.T, carry)
+        return outputs.swapaxes(0, 1), last, carry
 
     def step(state, inputs):
         x_t, valid_t = inputs
         valid_t = valid_t[:, None]
-        carry, h = cell.apply(params, state[0], x_t + params["b"])
+        carry, h = cell.apply(params, state[0], x_t)
         state = jax.tree.map(lambda new, old: jnp.where(valid_t, new, old), (carry, h), state)
         return state, jnp.where(valid_t, h, 0)
 
     step = jax.checkpoint(step, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
+    start = (carry, jnp.zeros((x.shape[0], cell.hidden), x_proj.dtype))
     (carry, last), outputs = lax.scan(step, start, (x_proj, valid.T), unroll=unroll)
     return outputs.swapaxes(0, 1), last, carry
+
+
+def _keep_where(valid_t: jax.Array, new, old):
+    """``new`` where the step is valid (N, 1), else ``old``, leaf by leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(valid_t, a, b), new, old)
+
+
+def _fused_forward(fused: Fused, unroll: int, w_h, bias, x_proj, valid, carry, save: bool):
+    """The fused loop's forward pass over (T, N, G); with ``save``, also each step's
+    ``h_prev`` (T, N, H) and the cell's saved arrays."""
+
+    def step(state, inputs):
+        carry, last = state
+        x_t, valid_t = inputs
+        valid_t = valid_t[:, None]
+        h_prev = fused.recurrent(carry)
+        h_proj = h_prev @ w_h
+        new_carry, h, saved = fused.step(carry, x_t, h_proj if bias is None else h_proj + bias, save)
+        state = _keep_where(valid_t, (new_carry, h), (carry, last))
+        return state, (jnp.where(valid_t, h, 0), (h_prev, saved) if save else None)
+
+    start = (carry, jnp.zeros_like(fused.recurrent(carry)))
+    (carry, last), (outputs, residuals) = lax.scan(step, start, (x_proj, valid), unroll=unroll)
+    return (outputs, last, carry), residuals
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_loop(fused: Fused, unroll: int, w_h, bias, x_proj, valid, carry):
+    """The loop over time of a cell with a :class:`Fused` step: (T, N, G) projected inputs
+    -> outputs (T, N, H), the last valid output (N, H) and the final carry.
+
+    Its backward pass runs only the recurrence of the state's gradients over time
+    (``d_h_proj @ w_h.T`` and the cell's elementwise derivative at each step) and
+    computes the recurrent weights' gradient after the loop, as one matmul over all
+    T * N rows: ``h_prev^T @ d_h_proj``, as fused RNN libraries (cuDNN, oneDNN) do.
+    """
+    return _fused_forward(fused, unroll, w_h, bias, x_proj, valid, carry, False)[0]
+
+
+def _fused_loop_forward(fused, unroll, w_h, bias, x_proj, valid, carry):
+    outputs, (h_prev, saved) = _fused_forward(fused, unroll, w_h, bias, x_proj, valid, carry, True)
+    return outputs, (w_h, bias, valid, h_prev, saved)
+
+
+def _fused_loop_backward(fused, unroll, residuals, cotangents):
+    w_h, bias, valid, h_prev, saved = residuals
+    d_outputs, d_last, d_carry = cotangents
+    w_h_t = w_h.T
+
+    def step(state, inputs):
+        d_carry, d_last = state
+        valid_t, d_output, saved_t = inputs
+        valid_t = valid_t[:, None]
+        d_carry_prev, d_x, d_h_proj = fused.backward(saved_t, d_carry, d_output + d_last,
+                                                     lambda d: d @ w_h_t)
+        d_carry = _keep_where(valid_t, d_carry_prev, d_carry)
+        d_last = jnp.where(valid_t, 0, d_last)
+        d_h_proj = jnp.where(valid_t, d_h_proj, 0)
+        return (d_carry, d_last), (d_h_proj,) if d_x is None else (d_h_proj, jnp.where(valid_t, d_x, 0))
+
+    (d_carry, _), d_projections = lax.scan(
+        step, (d_carry, d_last), (valid, d_outputs, saved), reverse=True, unroll=unroll)
+    d_h_proj, d_x_proj = d_projections[0], d_projections[-1]  # the same array unless the cell tells them apart
+    d_w_h = jnp.einsum("tnh,tng->hg", h_prev, d_h_proj).astype(w_h.dtype)
+    d_bias = None if bias is None else d_h_proj.sum(axis=(0, 1)).astype(bias.dtype)
+    return d_w_h, d_bias, d_x_proj, None, d_carry
+
+
+_fused_loop.defvjp(_fused_loop_forward, _fused_loop_backward)
 
 
 def _negative_lengths(lowest) -> LayerError:
@@ -268,6 +440,7 @@ def RNN(
     dropout: float = 0.0,
     output: str = "sequence",
     unroll: int = 1,
+    fused: bool = True,
     stream: bool = False,
     needs_lengths: bool = False,
     name: str | None = None,
@@ -305,6 +478,12 @@ def RNN(
       unroll: time steps per iteration of the loop over time (``lax.scan``'s
         ``unroll``): the same results; more can run faster and compiles longer
         (on a 2-core CPU, 2 made an LSTM's training step up to 5% faster).
+      fused: run a built-in cell's loop with its own backward pass, which computes the
+        recurrent weights' gradient after the loop over time, in one matmul (faster;
+        gradients equal JAX's within float rounding). It supports reverse-mode
+        differentiation (``grad``, also of a gradient) but not forward-mode (``jax.jvp``,
+        ``jax.jacfwd``, ``jax.hessian``): for those pass ``fused=False``, which lets JAX
+        differentiate ``lax.scan`` of ``cell.apply``, as it does for a cell of your own.
       stream: keep the carry between calls as the layer's state (forward only: a
         bidirectional layer needs the whole sequence). ``init`` needs the batch size.
       needs_lengths: refuse a call without ``lengths`` or ``step_mask``.
@@ -348,11 +527,12 @@ def RNN(
         return shape, params, {name: {"forward": cell.zero_carry(n, jnp.float32)} for name in names}
 
     def run_layer(params, x, valid, lengths, carry):
-        forward, last, carry = _scan(cell, params["forward"], x, valid, unroll, carry)
+        forward, last, carry = _scan(cell, params["forward"], x, valid, unroll, carry, fused)
         if not bidirectional:
             return forward, last, carry
         zero = cell.zero_carry(x.shape[0], x.dtype)
-        backward, first, _ = _scan(cell, params["backward"], reverse_valid(x, lengths), valid, unroll, zero)
+        backward, first, _ = _scan(cell, params["backward"], reverse_valid(x, lengths), valid, unroll, zero,
+                                  fused)
         combine = MERGES[merge]
         return combine(forward, reverse_valid(backward, lengths)), combine(last, first), None
 

@@ -358,11 +358,85 @@ def test_gradients_match_finite_differences(x64, options):
     check_grads(lambda p, x: apply(p, x, lengths), (params, x), order=1, modes=["rev"])
 
 
+@pytest.mark.parametrize("options", unit_tier(CONFIGS, keep="lstm-bi"))
+def test_fused_loop_equals_jaxs_autodiff_on_padded_and_empty_sequences(options):
+    """The same outputs, bit for bit, and the same gradients (params and inputs) within float rounding."""
+    x = random_input((4, 5, 3))
+    lengths = jnp.array([5, 3, 0, 2])
+    params = random_params(RNN(**options), x.shape)
+
+    def outputs_and_gradients(fused):
+        apply = every_output(**options, fused=fused)
+        outputs, vjp = jax.vjp(lambda p, x: apply(p, x, lengths), params, x)
+        return outputs, vjp({output: jax.random.normal(KEY, y.shape) for output, y in outputs.items()})
+
+    (fused_outputs, fused_gradients), (outputs, gradients) = outputs_and_gradients(True), outputs_and_gradients(False)
+    jax.tree.map(np.testing.assert_array_equal, fused_outputs, outputs)
+    jax.tree.map(assert_close, fused_gradients, gradients)
+
+
+@pytest.mark.parametrize("make", unit_tier(CELLS, keep="gru"))
+def test_fused_stream_gradients_reach_the_state_it_starts_from(make):
+    x = random_input((2, 4, 3))
+    lengths = jnp.array([4, 1])
+
+    def gradients(fused):
+        rnn = RNN(make(3), layers=2, stream=True, fused=fused)
+        _, params, state = rnn.init(KEY, x.shape)
+        state = jax.tree.map(lambda c: random_input(c.shape, seed=5), state)
+
+        def loss(params, state):
+            y, carried = rnn.apply(params, x, state=state, lengths=lengths)
+            return jnp.sum(jnp.sin(y)) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(carried))
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, state)
+
+    jax.tree.map(assert_close, gradients(True), gradients(False))
+
+
+@pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
+def test_fused_gradients_of_gradients_match_finite_differences(x64):
+    layer = RNN(LSTMCell(2), output="last")
+    x = random_input((2, 3, 2), dtype=jnp.float64)
+    params = random_params(layer, x.shape, dtype=jnp.float64)
+    check_grads(jax.jit(lambda p, x: layer.apply(p, x, lengths=jnp.array([3, 1]))), (params, x), order=2,
+                modes=["rev"])
+
+
+def test_forward_mode_needs_the_autodiff_loop():
+    x = random_input((2, 3, 2))
+    layer = RNN(GRUCell(2), output="last")
+    params = random_params(layer, x.shape)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda x: layer.apply(params, x), (x,), (x,))
+    autodiff = RNN(GRUCell(2), output="last", fused=False)
+    _, tangent = jax.jvp(lambda x: autodiff.apply(params, x), (x,), (x,))
+    _, vjp = jax.vjp(lambda x: layer.apply(params, x), x)
+    # <J x, J x> two ways: forward mode of the autodiff loop against reverse mode of the fused one
+    assert_close(jnp.vdot(tangent, tangent), jnp.vdot(vjp(tangent)[0], x), tol=1e-4)
+
+
 # ------------------------------------------------------------------- 5. time and compile
 def equations(layer, steps):
     x = jnp.zeros((2, steps, 3))
     params = random_params(layer, x.shape)
     return jax.make_jaxpr(partial(layer.apply, lengths=jnp.array([steps, 1])))(params, x).jaxpr.eqns
+
+
+def find(eqns, primitive: str, *, into_scans: bool = True) -> list:
+    """The equations of ``primitive`` in ``eqns`` and in the jaxprs inside them (calls, custom
+    derivatives and, with ``into_scans``, scan bodies)."""
+    found = []
+    for eqn in eqns:
+        if eqn.primitive.name == primitive:
+            found.append(eqn)
+        if eqn.primitive.name == "scan" and not into_scans:
+            continue
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", value)
+            if hasattr(inner, "eqns"):
+                found += find(inner.eqns, primitive, into_scans=into_scans)
+    return found
 
 
 @pytest.mark.slow  # a unit test of over 4 s on 2 cores: the full suite runs it
@@ -386,7 +460,7 @@ def test_unrolling_changes_neither_outputs_nor_gradients():
         return run(params)
 
     jax.tree.map(assert_close, outputs_and_gradients(2), outputs_and_gradients(1))
-    scans = [e for e in equations(RNN(LSTMCell(4), bidirectional=True, unroll=2), 5) if e.primitive.name == "scan"]
+    scans = find(equations(RNN(LSTMCell(4), bidirectional=True, unroll=2), 5), "scan")
     assert [e.params["unroll"] for e in scans] == [2, 2]
 
 
@@ -396,15 +470,36 @@ def test_program_size_does_not_grow_with_sequence_length(options):
     assert len(equations(layer, 5)) == len(equations(layer, 50))
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autodiff"])
 @pytest.mark.parametrize("make", CELLS.values(), ids=CELLS.keys())
-def test_scan_body_has_only_the_recurrent_matmul(make):
-    eqns = equations(RNN(make(4)), 5)
-    scans = [e for e in eqns if e.primitive.name == "scan"]
-    assert len(scans) == 1
-    (checkpoint,) = scans[0].params["jaxpr"].jaxpr.eqns  # the step, rematerialised in the backward pass
-    body = checkpoint.params["jaxpr"].eqns
-    assert [e.primitive.name for e in body].count("dot_general") == 1
-    assert [e.primitive.name for e in eqns].count("dot_general") == 1  # all inputs projected before the scan
+def test_loop_body_has_only_the_recurrent_matmul(make, fused):
+    eqns = equations(RNN(make(4), fused=fused), 5)
+    (scan,) = find(eqns, "scan")
+    assert len(find(scan.params["jaxpr"].jaxpr.eqns, "dot_general")) == 1
+    assert len(find(eqns, "dot_general", into_scans=False)) == 1  # all inputs projected before the loop
+
+
+def weight_gradient_dots(layer, params, x):
+    """The matmuls of ``layer``'s gradient inside its backward loop, and the shapes of those after it."""
+    eqns = jax.make_jaxpr(jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply(p, x, lengths=jnp.array([5, 2])))))
+                          )(params).jaxpr.eqns
+    (backward,) = [scan for scan in find(eqns, "scan") if scan.params["reverse"]]
+    inside = find(backward.params["jaxpr"].jaxpr.eqns, "dot_general")
+    after = [eqn.outvars[0].aval.shape for eqn in find(eqns, "dot_general", into_scans=False)]
+    return inside, after
+
+
+@pytest.mark.parametrize("make", CELLS.values(), ids=CELLS.keys())
+def test_fused_backward_computes_the_recurrent_weights_gradient_after_the_loop(make):
+    x = jnp.ones((2, 5, 3))
+    layer = RNN(make(4))
+    params = random_params(layer, x.shape)
+    w_h = params["layer1"]["forward"]["w_h"].shape  # (4, G)
+    inside, after = weight_gradient_dots(layer, params, x)
+    assert len(inside) == 1 and inside[0].outvars[0].aval.shape == (2, 4)  # only d h_prev = d h_proj @ w_h.T
+    assert w_h in after
+    inside, after = weight_gradient_dots(RNN(make(4), fused=False), params, x)  # JAX's: d w_h in the loop
+    assert len(inside) == 2 and w_h not in after and w_h[::-1] not in after
 
 
 # ---------------------------------------------------------------------- 6. dropout
