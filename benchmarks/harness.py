@@ -106,8 +106,10 @@ def torch_runner(model, optimizer, xs, ys) -> tuple[Runner, float]:
     return first_call(run_steps)
 
 
-def report(setups: dict[str, tuple[Runner, float]], steps: int, repeats: int, batch: int, unit: str) -> dict:
-    """Time ``setups`` round-robin, print the table, then the JSON line of {jaxdl, flax_linen, torch}; return it."""
+def report(setups: dict[str, tuple[Runner, float]], steps: int, repeats: int, batch: int, unit: str, *,
+           json_line: bool = True) -> dict:
+    """Time ``setups`` round-robin, print the table, then (``json_line``) the JSON line of {jaxdl, flax_linen,
+    torch}; return it."""
     rates = round_robin({name: run for name, (run, _) in setups.items()}, steps, repeats, batch)
     rows = [
         (name, f"{rates[name]:,.0f}", f"{first_s:.2f}", f"{rates['jaxdl'] / rates[name]:.2f}x")
@@ -115,5 +117,6 @@ def report(setups: dict[str, tuple[Runner, float]], steps: int, repeats: int, ba
     ]
     print(format_table(("framework", unit, "first step s", "jaxdl speed-up"), rows, right=(1, 2, 3)))
     rate = {name: round(rates[name], 1) if name in rates else None for name in ("jaxdl", "flax_linen", "torch")}
-    print(json.dumps(rate))
+    if json_line:
+        print(json.dumps(rate))
     return rate
