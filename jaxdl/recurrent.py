@@ -296,7 +296,9 @@ def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int,
     :func:`_fused_loop`; otherwise JAX differentiates ``lax.scan`` of ``cell.apply``,
     each step keeping only its matmul's output for the backward pass.
     """
-    x_proj = x.swapaxes(0, 1) @ params["w_i"] + params["b"]  # (T, N, G)
+    n, t, d = x.shape
+    # One 2-D matmul: the gradient of w_i is then one too, without a transposed copy of d x_proj
+    x_proj = (x.swapaxes(0, 1).reshape(t * n, d) @ params["w_i"]).reshape(t, n, -1) + params["b"]  # (T, N, G)
     carry = jax.tree.map(lambda c: c.astype(x_proj.dtype), carry)
     if fused and cell.fused is not None:
         bias = cell.fused.bias(params)
@@ -377,7 +379,8 @@ def _fused_loop_backward(fused, unroll, residuals, cotangents):
     (d_carry, _), d_projections = lax.scan(
         step, (d_carry, d_last), (valid, d_outputs, saved), reverse=True, unroll=unroll)
     d_h_proj, d_x_proj = d_projections[0], d_projections[-1]  # the same array unless the cell tells them apart
-    d_w_h = jnp.einsum("tnh,tng->hg", h_prev, d_h_proj).astype(w_h.dtype)
+    t, n, g = d_h_proj.shape
+    d_w_h = (h_prev.reshape(t * n, -1).T @ d_h_proj.reshape(t * n, g)).astype(w_h.dtype)
     d_bias = None if bias is None else d_h_proj.sum(axis=(0, 1)).astype(bias.dtype)
     return d_w_h, d_bias, d_x_proj, None, d_carry
 
