@@ -172,17 +172,25 @@ def breakdown(args) -> None:
     def loss(layer):
         return lambda params: jnp.sum(layer.apply(params, x) ** 2)
 
-    def recurrent_matmuls(w_h):
-        return jax.lax.scan(lambda h, _: ((h @ w_h)[:, :HIDDEN], None), x[:, 0, :1] * h_prev[0], None, TIME)[0]
+    def recurrent_matmuls(w_h):  # h_prev @ w_h at each step, as the forward loop does
+        return jax.lax.scan(lambda h, _: ((h @ w_h)[:, :HIDDEN], None), h_prev[0], None, TIME)[0]
 
+    def transposed_matmuls(w_h):  # d_h_proj @ w_h.T at each step, as the backward loop does
+        return jax.lax.scan(lambda d, _: (jnp.tile(d @ w_h.T, 4), None), d_h_proj[0], None, TIME)[0]
+
+    def weight_gradient(inputs, d):  # inputs (T, N, F), d (T, N, G) -> (F, G)
+        return inputs.reshape(TIME * BATCH, -1).T @ d.reshape(TIME * BATCH, -1)
+
+    matmul = "jaxdl, matmul alone:"
     calls = {
-        "jaxdl: input projection x @ w_i + b": (dl.jit(lambda c: x @ c["w_i"] + c["b"]), cell),
-        f"jaxdl: {TIME} recurrent matmuls in a loop": (dl.jit(recurrent_matmuls), cell["w_h"]),
+        f"{matmul} input projection x @ w_i + b": (dl.jit(lambda c: x.reshape(-1, FEATURES) @ c["w_i"] + c["b"]), cell),
+        f"{matmul} {TIME} steps of h_prev @ w_h": (dl.jit(recurrent_matmuls), cell["w_h"]),
+        f"{matmul} {TIME} steps of d_h_proj @ w_h.T": (dl.jit(transposed_matmuls), cell["w_h"]),
+        f"{matmul} w_h's gradient": (dl.jit(weight_gradient), h_prev, d_h_proj),
+        f"{matmul} w_i's gradient": (dl.jit(weight_gradient), x.swapaxes(0, 1), d_h_proj),
         "jaxdl: forward": (dl.jit(loss(layers[True])), params),
         "jaxdl: forward + backward, fused loop": (dl.jit(jax.grad(loss(layers[True]))), params),
         "jaxdl: forward + backward, autodiff of lax.scan": (dl.jit(jax.grad(loss(layers[False]))), params),
-        "jaxdl: w_h's gradient, one matmul": (dl.jit(lambda a, b: a.reshape(-1, HIDDEN).T @ b.reshape(-1, 4 * HIDDEN)),
-                                              h_prev, d_h_proj),
     }
     runners = {name: _runner(lambda f=f, a=a: f(*a), jax.block_until_ready) for name, (f, *a) in calls.items()}
     torch = harness.import_torch(args.skip_torch)

@@ -19,6 +19,11 @@ at positions 0..2.
 Cell numerics equal flax.linen's ``SimpleCell``, ``LSTMCell`` and ``GRUCell``
 given the same weights; their per-gate kernels are concatenated here in flax's
 gate order (LSTM: i f g o; GRU: r z n).
+
+Training runs the built-in cells in a fused loop with its own backward pass (as cuDNN
+and oneDNN do): the loop back over time computes only the state's gradients, and the
+recurrent weights' gradient is one matmul over all steps after it
+(:class:`Fused`, ``RNN(fused=False)`` for JAX's own differentiation of the scan).
 """
 
 from __future__ import annotations
@@ -298,7 +303,8 @@ def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int,
     """
     n, t, d = x.shape
     # One 2-D matmul: the gradient of w_i is then one too, without a transposed copy of d x_proj
-    x_proj = (x.swapaxes(0, 1).reshape(t * n, d) @ params["w_i"]).reshape(t, n, -1) + params["b"]  # (T, N, G)
+    gates = params["w_i"].shape[1]
+    x_proj = (x.swapaxes(0, 1).reshape(t * n, d) @ params["w_i"]).reshape(t, n, gates) + params["b"]  # (T, N, G)
     carry = jax.tree.map(lambda c: c.astype(x_proj.dtype), carry)
     if fused and cell.fused is not None:
         bias = cell.fused.bias(params)
@@ -380,7 +386,7 @@ def _fused_loop_backward(fused, unroll, residuals, cotangents):
         step, (d_carry, d_last), (valid, d_outputs, saved), reverse=True, unroll=unroll)
     d_h_proj, d_x_proj = d_projections[0], d_projections[-1]  # the same array unless the cell tells them apart
     t, n, g = d_h_proj.shape
-    d_w_h = (h_prev.reshape(t * n, -1).T @ d_h_proj.reshape(t * n, g)).astype(w_h.dtype)
+    d_w_h = (h_prev.reshape(t * n, w_h.shape[0]).T @ d_h_proj.reshape(t * n, g)).astype(w_h.dtype)
     d_bias = None if bias is None else d_h_proj.sum(axis=(0, 1)).astype(bias.dtype)
     return d_w_h, d_bias, d_x_proj, None, d_carry
 
