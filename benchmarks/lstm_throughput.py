@@ -175,7 +175,7 @@ def breakdown(args) -> None:
     def recurrent_matmuls(w_h):  # h_prev @ w_h at each step, as the forward loop does
         return jax.lax.scan(lambda h, _: ((h @ w_h)[:, :HIDDEN], None), h_prev[0], None, TIME)[0]
 
-    def transposed_matmuls(w_h):  # d_h_proj @ w_h.T at each step, as the backward loop does
+    def transposed_matmuls(w_h):  # d_h_proj @ w_h.T at each step, each step's input the last one's output
         return jax.lax.scan(lambda d, _: (jnp.tile(d @ w_h.T, 4), None), d_h_proj[0], None, TIME)[0]
 
     def weight_gradient(inputs, d):  # inputs (T, N, F), d (T, N, G) -> (F, G)
@@ -185,7 +185,7 @@ def breakdown(args) -> None:
     calls = {
         f"{matmul} input projection x @ w_i + b": (dl.jit(lambda c: x.reshape(-1, FEATURES) @ c["w_i"] + c["b"]), cell),
         f"{matmul} {TIME} steps of h_prev @ w_h": (dl.jit(recurrent_matmuls), cell["w_h"]),
-        f"{matmul} {TIME} steps of d_h_proj @ w_h.T": (dl.jit(transposed_matmuls), cell["w_h"]),
+        f"{matmul} {TIME} steps of d_h_proj @ w_h.T (and a tile)": (dl.jit(transposed_matmuls), cell["w_h"]),
         f"{matmul} w_h's gradient": (dl.jit(weight_gradient), h_prev, d_h_proj),
         f"{matmul} w_i's gradient": (dl.jit(weight_gradient), x.swapaxes(0, 1), d_h_proj),
         "jaxdl: forward": (dl.jit(loss(layers[True])), params),
