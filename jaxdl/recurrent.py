@@ -137,7 +137,8 @@ def _no_bias(params):
 
 def _tile(x: jax.Array, times: int) -> jax.Array:
     """(N, H) -> (N, times * H): ``x`` repeated along its last axis, as a broadcast (no concatenate)."""
-    return jnp.broadcast_to(x[:, None, :], (x.shape[0], times, x.shape[1])).reshape(x.shape[0], -1)
+    n, hidden = x.shape
+    return jnp.broadcast_to(x[:, None, :], (n, times, hidden)).reshape(n, times * hidden)
 
 
 def _block_mask(hidden: int, gates: int, block: int) -> jax.Array:

@@ -375,6 +375,19 @@ def test_fused_loop_equals_jaxs_autodiff_on_padded_and_empty_sequences(options):
     jax.tree.map(assert_close, fused_gradients, gradients)
 
 
+@pytest.mark.parametrize("shape", [(0, 5, 3), (2, 0, 3)], ids=["no-sequences", "no-steps"])
+def test_fused_loop_runs_and_differentiates_empty_batches(shape):
+    x = jnp.ones(shape)
+    outputs = {}
+    for fused in (True, False):
+        layer = RNN(LSTMCell(4), bidirectional=True, output="last", fused=fused)
+        params = random_params(layer, (-1, -1, 3))
+        y, grads = jax.value_and_grad(lambda p: jnp.sum(layer.apply(p, x)))(params)
+        outputs[fused] = (y, grads)
+        assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    jax.tree.map(assert_close, outputs[True], outputs[False])
+
+
 @pytest.mark.parametrize("make", unit_tier(CELLS, keep="gru"))
 def test_fused_stream_gradients_reach_the_state_it_starts_from(make):
     x = random_input((2, 4, 3))
