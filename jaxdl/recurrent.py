@@ -96,12 +96,17 @@ def _fused_cell(init, fused: Fused, zero_carry, hidden: int, kind: str) -> Cell:
     """A :class:`Cell` whose ``apply`` is its fused step: one definition of its numerics."""
 
     def apply(params, carry, x_proj):
-        h_proj = fused.recurrent(carry) @ params["w_h"]
-        bias = fused.bias(params)
-        carry, h, _ = fused.step(carry, x_proj, h_proj if bias is None else h_proj + bias, False)
+        h_proj = _recurrent_projection(fused.recurrent(carry), params["w_h"], fused.bias(params))
+        carry, h, _ = fused.step(carry, x_proj, h_proj, False)
         return carry, h
 
     return Cell(init, apply, zero_carry, hidden, kind, fused)
+
+
+def _recurrent_projection(h_prev: jax.Array, w_h: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """``h_prev @ w_h`` (N, G), plus the cell's recurrent ``bias`` (G,) if it has one."""
+    h_proj = h_prev @ w_h
+    return h_proj if bias is None else h_proj + bias
 
 
 def _gate_params(key, input_dim, hidden, gates, kernel_init, recurrent_init, bias_init) -> dict:
@@ -316,7 +321,7 @@ def _scan(cell: Cell, params: dict, x: jax.Array, valid: jax.Array, unroll: int,
         x_t, valid_t = inputs
         valid_t = valid_t[:, None]
         carry, h = cell.apply(params, state[0], x_t)
-        state = jax.tree.map(lambda new, old: jnp.where(valid_t, new, old), (carry, h), state)
+        state = _keep_where(valid_t, (carry, h), state)
         return state, jnp.where(valid_t, h, 0)
 
     step = jax.checkpoint(step, prevent_cse=False, policy=jax.checkpoint_policies.dots_saveable)
@@ -339,8 +344,7 @@ def _fused_forward(fused: Fused, unroll: int, w_h, bias, x_proj, valid, carry, s
         x_t, valid_t = inputs
         valid_t = valid_t[:, None]
         h_prev = fused.recurrent(carry)
-        h_proj = h_prev @ w_h
-        new_carry, h, saved = fused.step(carry, x_t, h_proj if bias is None else h_proj + bias, save)
+        new_carry, h, saved = fused.step(carry, x_t, _recurrent_projection(h_prev, w_h, bias), save)
         state = _keep_where(valid_t, (new_carry, h), (carry, last))
         return state, (jnp.where(valid_t, h, 0), (h_prev, saved) if save else None)
 
