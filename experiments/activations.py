@@ -29,7 +29,7 @@ than Adam on purpose: Adam rescales each parameter's step and so hides how small
 gradient is from the update. Deeper ReLU networks want a smaller step: at depth 20, lr 0.03
 makes ReLU's training unstable, lr 0.01 trains it (the example below).
 
-    python experiments/activations.py                 # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/activations.py                 # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/activations.py --depth 20 --epochs 20 --lr 0.01 --out runs/activations20
     python experiments/activations.py --train-examples 60000 --momentum 0   # all images, plain SGD
 """

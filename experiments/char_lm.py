@@ -10,7 +10,7 @@ after a prompt, or, for a sentence with a blank (__), says which word fits it be
 candidate that makes the whole sentence most likely, the lecture's "predict the blank
 word"). A prompt or a sentence is read as if it began a line.
 
-    python experiments/char_lm.py                                  # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/char_lm.py                                  # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/char_lm.py use "ROMEO:" --length 400 --temperature 0.8
     python experiments/char_lm.py use "To be, or not to __"
     python experiments/char_lm.py use "To be, or not to __" --candidates "be,die,sleep"

@@ -13,7 +13,7 @@ the last words of CoNLL's PER spans (jaxdl.data.tagging.last_name_labels says th
 and its limits). Both are scored on the dev and test sets: last-name precision, recall
 and F1 per token, and the tagger's entity F1 (exact spans, as CoNLL's conlleval).
 
-    python experiments/last_names.py                           # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/last_names.py                           # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/last_names.py --embeddings glove.6B.50d.txt.gz --embed 50
     python experiments/last_names.py use "Yesterday Mr. John Doe met Jane Smith in Paris."
     echo "Smith told Reuters on Monday ." | python experiments/last_names.py use -

@@ -8,7 +8,7 @@ on the device; the test set is scored after every epoch (and every --eval-every 
 ``--ensemble K`` trains K such networks (seeds --seed, --seed+1, ...) and averages
 their probability distributions.
 
-    python experiments/mnist_cnn.py                     # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/mnist_cnn.py                     # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/mnist_cnn.py --epochs 3 --out runs/quick
     python experiments/mnist_cnn.py --dataset fashion_mnist
     python experiments/mnist_cnn.py --ensemble 5 --out runs/mnist_ensemble   # the stronger recipe

@@ -20,7 +20,7 @@ ordinary training and after DP-SGD, the 16 training images with the largest grad
 after ordinary training, and the test accuracy per epoch. It computes no privacy
 guarantee (epsilon, delta): that needs a privacy accountant.
 
-    python experiments/per_example_grads.py       # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/per_example_grads.py       # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/per_example_grads.py --clip 2 --noise 0.5 --out runs/dp_noise05
 """
 

@@ -8,7 +8,7 @@ docs/results.md). The GLUE validation split (872 sentences, SST-2's "dev" set) i
 scored after every epoch. The `use` subcommand scores sentences of your own with the
 networks a run saved.
 
-    python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=../shared/data
+    python experiments/sentiment.py                            # offline: JAXDL_MANUAL_DIR=DIR, a folder of the original files
     python experiments/sentiment.py --cell gru --layers 2 --bidirectional
     python experiments/sentiment.py --embeddings glove.6B.50d.txt.gz --embed 50   # pretrained word vectors
     python experiments/sentiment.py use "a charming and often affecting journey"

@@ -242,7 +242,7 @@ def apply_child(name: str, layer: Layer, params: dict, state: dict, x, *, key: j
 
 def composite(init: Callable, apply: Callable, name: str, kind: str, children: Sequence[tuple[str, Layer]],
               *, reads: Sequence[str] | None = None) -> Layer:
-    """A layer made of ``children`` (``(name, Layer)`` pairs), written once for every child:
+    """A layer made of ``children`` (``(name, Layer)`` pairs), written once for every child::
 
         init(key, input_shape) -> (output_shape, params, state)
         apply(params, x, *, state, key=None, train=False, **context) -> (y, state)

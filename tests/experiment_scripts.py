@@ -1,4 +1,4 @@
-"""Import a script of the repository (experiments/NAME.py, docs/build_api.py, ...) as a module, for tests."""
+"""Import a script of the repository (experiments/NAME.py, docs/build.py, ...) as a module, for tests."""
 
 import importlib.util
 from pathlib import Path

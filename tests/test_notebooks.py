@@ -1,5 +1,6 @@
-"""The lecture notebooks (docs/notebooks) are committed without outputs and run top to
-bottom in quick mode, with their plots; those that need a dataset skip without its files."""
+"""The lecture notebooks (docs/notebooks) are committed without outputs; the documentation
+site's build runs them top to bottom in quick mode and renders them with their plots (it needs
+every dataset's files, and skips without them)."""
 
 import json
 import re
@@ -9,6 +10,7 @@ import pytest
 from experiment_scripts import ROOT, load_script
 
 runner = load_script(Path("docs/notebooks/run.py"), "notebook_runner")
+build_site = load_script(Path("docs/build.py"), "build_site")
 
 # The data-dir fixtures (conftest.py) each notebook reads its datasets from.
 DATASETS = {
@@ -17,10 +19,11 @@ DATASETS = {
     "03_recurrent_networks": ("sst2_data_dir", "tiny_shakespeare_data_dir"),
     "04_last_names": ("conll2003_data_dir",),
     "05_scaling": ("mnist_data_dir",),
+    "06_optimisation_losses": ("mnist_data_dir",),
 }
 # How many cells show a plot in quick mode, at least.
 PLOTTING_CELLS = {"01_perceptron_xor": 4, "02_convolutions_mnist": 11, "03_recurrent_networks": 2,
-                  "04_last_names": 2, "05_scaling": 3}
+                  "04_last_names": 2, "05_scaling": 3, "06_optimisation_losses": 3}
 
 
 def test_every_lecture_section_has_a_notebook():
@@ -37,25 +40,37 @@ def test_notebook_is_committed_without_outputs(path):
 
 @pytest.fixture
 def tfds_data_dir(request, tmp_path):
-    """One TFDS data dir holding every dataset the notebook under test reads (each prepared once
-    per session by conftest.py's fixtures), set as TFDS_DATA_DIR for its kernel."""
-    for fixture in DATASETS[request.node.callspec.params["name"]]:
+    """One TFDS data dir holding every dataset the notebooks read (each prepared once per
+    session by conftest.py's fixtures), set as TFDS_DATA_DIR for their kernels."""
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    for fixture in sorted({fixture for fixtures in DATASETS.values() for fixture in fixtures}):
         for dataset in request.getfixturevalue(fixture).iterdir():
-            if dataset.is_dir() and dataset.name != "downloads" and not (tmp_path / dataset.name).exists():
-                (tmp_path / dataset.name).symlink_to(dataset, target_is_directory=True)
-    return tmp_path
+            if dataset.is_dir() and dataset.name != "downloads" and not (data_dir / dataset.name).exists():
+                (data_dir / dataset.name).symlink_to(dataset, target_is_directory=True)
+    return data_dir
+
+
+def cell_images(notebook) -> list[int]:
+    """How many images each code cell of an executed notebook (nbformat) shows."""
+    return [sum("image/png" in output.get("data", {}) for output in cell.outputs)
+            for cell in notebook.cells if cell.cell_type == "code"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(DATASETS))
-def test_notebook_runs_in_quick_mode(name, tfds_data_dir, monkeypatch):
+def test_site_builds_with_every_notebook_run_in_quick_mode(tfds_data_dir, tmp_path, monkeypatch):
+    """docs/build.py --quick: every notebook runs top to bottom (a failing cell fails the build),
+    shows its plots, and its page on the site holds every one of them; the pages build without a
+    warning and their links resolve (both checked inside build())."""
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_data_dir))
-    [path] = runner.notebook_paths([name])
-    notebook = runner.nbformat.read(path, as_version=4)
-    runner.execute(notebook, quick=True, timeout=600)  # a failing cell raises CellExecutionError
-    plotted = [cell for cell in notebook.cells if cell.cell_type == "code"
-               and any("image/png" in output.get("data", {}) for output in cell.outputs)]
-    assert len(plotted) >= PLOTTING_CELLS[name], f"{name}: {len(plotted)} cells showed a plot"
+    index = build_site.build(tmp_path / "site", quick=True, timeout=600)
+    for path in runner.notebook_paths():
+        executed = runner.nbformat.read(tmp_path / "site" / "notebooks" / path.name, as_version=4)
+        images = cell_images(executed)
+        plotted = sum(count > 0 for count in images)
+        assert plotted >= PLOTTING_CELLS[path.stem], f"{path.stem}: {plotted} cells showed a plot"
+        page = (index.parent / "notebooks" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert page.count('<img alt="../_images/') == sum(images), f"{path.stem}'s page lacks some of its figures"
 
 
 @pytest.mark.parametrize("path", runner.notebook_paths(), ids=lambda path: path.stem)

@@ -257,7 +257,7 @@ def pad_batch(
     end of each row; ``lengths`` counts the tokens kept.
 
     A token may also be a fixed-size vector of ids (a word id and its characters'
-    ids, say): sequences of (L, *K) give ids of (N, T, *K).
+    ids, say): sequences of ``(L, *K)`` give ids of ``(N, T, *K)``.
     """
     if keep not in ("start", "end"):
         raise ValueError(f"keep must be 'start' or 'end', got {keep!r}")
