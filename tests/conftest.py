@@ -20,10 +20,12 @@ REAL_DATA_FIXTURES = {"originals", "mnist_data_dir", "sst2_data_dir", "conll2003
 
 
 def pytest_collection_modifyitems(items):
-    """Mark slow every test that reads a real dataset (``python -m pytest -m "not slow"`` skips them)."""
+    """Mark slow every test that reads a real dataset (``python -m pytest -m "not slow"`` skips them),
+    and start the tests marked ``longest`` first, so that pytest-xdist's workers finish together."""
     for item in items:
         if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ def cell_images(notebook) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 def test_site_builds_with_every_notebook_run_in_quick_mode(tfds_data_dir, tmp_path, monkeypatch):
     """docs/build.py --quick: every notebook runs top to bottom (a failing cell fails the build),
     shows its plots, and its page on the site holds every one of them; the pages build without a
