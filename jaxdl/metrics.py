@@ -3,9 +3,10 @@
 Scalar metrics share the losses' signature, ``(logits, labels, mask=None)``,
 so the training loop treats them alike.
 
-``bio_spans``, ``span_scores``, ``binary_scores`` and ``best_f1_threshold`` score sequence tagging
-(e.g. CoNLL-2003 named entities) on the host in plain Python/numpy, on string
-tags or 0/1 labels; they are not jittable. ``span_scores`` follows the CoNLL
+``bio_spans``, ``span_scores``, ``binary_scores``, ``precision_recall_curve`` and
+``best_f1_threshold`` score sequence tagging (e.g. CoNLL-2003 named entities) and binary
+decisions on the host in plain Python/numpy, on string tags, 0/1 labels or a classifier's
+scores; they are not jittable. ``span_scores`` follows the CoNLL
 shared task's ``conlleval`` script: entities are decoded from IOB1, IOB2 or
 IOBES tags by its ``startOfChunk``/``endOfChunk`` rules (with the usual S-/E-
 extension), each sentence on its own, and a predicted entity counts only if
@@ -189,17 +190,57 @@ def binary_scores(gold, predicted) -> Scores:
     return _scores(int(gold.sum()), int(predicted.sum()), int((gold & predicted).sum()))
 
 
+class PrecisionRecallCurve(NamedTuple):
+    """Precision, recall and F1 of a scored binary decision at every threshold that changes it
+    (:func:`precision_recall_curve`), one entry per threshold, strictest first."""
+
+    thresholds: np.ndarray  # (M,) an item is called positive when its score is above the threshold
+    precision: np.ndarray  # (M,) of the items called positive, the fraction that are
+    recall: np.ndarray  # (M,) of the positive items, the fraction called positive (0 without any)
+    f1: np.ndarray  # (M,) the harmonic mean of precision and recall (0 where both are)
+
+
+def precision_recall_curve(scores, labels) -> PrecisionRecallCurve:
+    """Precision, recall and F1 of calling positive every item whose score is above a
+    threshold, at each threshold that changes the decision, against 0/1 (or bool) ``labels``.
+
+    ``scores`` and ``labels`` hold one value per item (arrays of any equal shape). With the
+    M distinct scores sorted from the highest, ``thresholds[m]`` lies halfway between the
+    m-th and the next (below the lowest one: that score minus 1), so ``scores >
+    thresholds[m]`` calls positive exactly the items scoring at least the m-th distinct
+    score: the first threshold calls the items of the highest score, the last calls every
+    item (recall 1). Equal scores are never split: a logistic unit on a few binary
+    features, say, has only a few operating points. Precision, recall and F1 are those of
+    :func:`binary_scores` for that decision.
+    """
+    scores, labels = np.ravel(np.asarray(scores)), np.ravel(np.asarray(labels))
+    if scores.shape != labels.shape or scores.size == 0:
+        raise ValueError(
+            f"precision_recall_curve: needs as many scores as labels, at least one; got {scores.size} and {labels.size}"
+        )
+    if np.isnan(scores).any():
+        raise ValueError("precision_recall_curve: a score is NaN")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"precision_recall_curve: labels must be 0/1 or bool, got values {np.unique(labels)}")
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], np.cumsum(labels[order].astype(np.int64))
+    cut_after = np.append(ranked[1:] < ranked[:-1], True)  # the last of each run of equal scores
+    called, correct, positives = np.arange(1, len(ranked) + 1)[cut_after], hits[cut_after], int(hits[-1])
+    lowest = ranked[cut_after]
+    thresholds = np.append((lowest[:-1] + lowest[1:]) / 2, lowest[-1] - 1)
+    precision = correct / called
+    recall = correct / positives if positives else np.zeros(len(called))
+    return PrecisionRecallCurve(thresholds, precision, recall, 2 * correct / (called + positives))
+
+
 def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     """The threshold on ``scores`` (N,) that gives the best F1 when every item scoring above it
     is called positive, against 0/1 ``labels`` (N,): a cut between two distinct scores
     (equal scores are never split), e.g. to set a classifier's decision threshold on its
-    training data when the positive class is rare."""
+    training data when the positive class is rare. The first of the best thresholds of
+    :func:`precision_recall_curve` (the strictest)."""
     scores, labels = np.ravel(scores), np.ravel(labels)
     if scores.shape != labels.shape or scores.size == 0:
         raise ValueError(f"best_f1_threshold: needs as many scores as labels, at least one; got {scores.size} and {labels.size}")
-    order = np.argsort(-scores, kind="stable")
-    ranked, hits = scores[order], np.cumsum(labels[order])
-    f1 = 2 * hits / (np.arange(1, len(ranked) + 1) + labels.sum())  # calling the first k positive
-    cut_after = np.append(ranked[1:] < ranked[:-1], True)
-    k = int(np.argmax(np.where(cut_after, f1, -1.0)))
-    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] - 1)
+    curve = precision_recall_curve(scores, labels)
+    return float(curve.thresholds[np.argmax(curve.f1)])

@@ -242,6 +242,42 @@ def plot_confusion_matrix(
     return _finish(fig, path)
 
 
+def plot_precision_recall(
+    curves: Mapping[str, object],
+    path: str | os.PathLike | None = None,
+    *,
+    points: Mapping[str, object] | None = None,
+    title: str = "",
+    f1_levels: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+) -> Figure:
+    """Precision against recall: a line through the operating points of each named curve
+    (a :class:`jaxdl.metrics.PrecisionRecallCurve`: only its points are reachable, marked
+    when there are 100 or fewer), a large marker for each named single point (anything with
+    ``precision`` and ``recall``, e.g. :class:`jaxdl.metrics.Scores`), and grey lines of
+    equal F1 at ``f1_levels``, so that points compare by F1 at a glance."""
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    recall = np.linspace(0.001, 1, 400)
+    for level in f1_levels:  # F1 = 2PR / (P + R) = level  <=>  P = level R / (2R - level)
+        reach = recall > level / 2
+        precision = level * recall[reach] / (2 * recall[reach] - level)
+        keep = precision <= 1
+        ax.plot(recall[reach][keep], precision[keep], color="0.75", linewidth=0.8, zorder=0)
+        ax.text(level / (2 - level) + 0.01, 0.99, f"F1 {level:g}", fontsize=7, color="0.45", va="top")  # at P = 1
+    for label, curve in curves.items():
+        r, p = np.asarray(curve.recall), np.asarray(curve.precision)
+        ax.plot(r, p, label=label, marker="o" if len(r) <= 100 else None, markersize=3)
+    for i, (label, point) in enumerate((points or {}).items()):
+        ax.plot([point.recall], [point.precision], linestyle="none", marker="*^sDPX"[i % 6], markersize=13,
+                markeredgecolor="black", color=f"C{len(curves) + i}", label=label)
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    if len(curves) + len(points or {}) > 1:
+        ax.legend(loc="lower left", fontsize=8)
+    return _finish(fig, path)
+
+
 def plot_norm_histograms(norms: Mapping[str, np.ndarray], clip: float, path=None, *, title: str = "") -> Figure:
     """One histogram of per-example gradient norms per name, stacked, on a shared log x axis with
     ``clip`` marked. The axis starts at the 0.5% quantile of all norms; smaller ones count in the first bin."""

@@ -1,5 +1,5 @@
 """Tests of jaxdl.metrics: accuracy (multi-class and binary), the confusion matrix, entity spans and their
-conlleval scores, and binary precision/recall/F1."""
+conlleval scores, binary precision/recall/F1, and the precision-recall curve of scores."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 
 from jaxdl.crf import CRF, viterbi
 from jaxdl.metrics import (
+    PrecisionRecallCurve,
     Scores,
     accuracy,
     best_f1_threshold,
     binary_scores,
     bio_spans,
     confusion_matrix,
+    precision_recall_curve,
     predict_labels,
     span_scores,
 )
@@ -326,6 +328,69 @@ def test_best_f1_threshold_maximises_f1_without_splitting_ties():
     assert best_f1_threshold(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.0)  # all positive
     with pytest.raises(ValueError, match="as many scores as labels"):
         best_f1_threshold(np.array([1.0]), np.array([1, 0]))
+
+
+def test_precision_recall_curve_by_hand():
+    scores = np.array([3.0, 2.0, 2.0, 1.0, 0.0, -1.0])
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    curve = precision_recall_curve(scores, labels)
+    assert isinstance(curve, PrecisionRecallCurve)
+    # calling positive the items of score >= 3, 2, 1, 0, -1: 1, 3, 4, 5, 6 items, of which 1, 2, 3, 3, 3 are
+    np.testing.assert_allclose(curve.thresholds, [2.5, 1.5, 0.5, -0.5, -2.0])
+    np.testing.assert_allclose(curve.precision, [1, 2 / 3, 3 / 4, 3 / 5, 3 / 6])
+    np.testing.assert_allclose(curve.recall, [1 / 3, 2 / 3, 1, 1, 1])
+    np.testing.assert_allclose(curve.f1, [1 / 2, 2 / 3, 6 / 7, 3 / 4, 2 / 3])
+    assert best_f1_threshold(scores, labels) == curve.thresholds[2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=1, max_size=30),
+       scale=st.sampled_from([1.0, 0.1, -2.5]))
+def test_precision_recall_curve_against_brute_force(items, scale):
+    scores = np.array([score for score, _ in items], np.float32) * np.float32(scale)  # few distinct: ties
+    labels = np.array([label for _, label in items])
+    curve = precision_recall_curve(scores, labels)
+    distinct = np.unique(scores)
+    assert len(curve.thresholds) == len(distinct)
+    assert (np.diff(curve.thresholds) < 0).all()  # strictest first
+    # each threshold calls positive the items scoring at least one distinct score, highest first
+    for m, lowest_called in enumerate(distinct[::-1]):
+        called = scores > curve.thresholds[m]
+        np.testing.assert_array_equal(called, scores >= lowest_called)
+        expected = binary_scores(labels, called)
+        assert (curve.precision[m], curve.recall[m], curve.f1[m]) == pytest.approx(expected[:3])
+    assert curve.recall[-1] == (1.0 if labels.any() else 0.0)  # the last calls every item
+    # best_f1_threshold: the strictest threshold of the best F1, no cut between scores does better
+    best = best_f1_threshold(scores, labels)
+    assert best == curve.thresholds[np.argmax(curve.f1)]
+    assert binary_scores(labels, scores > best).f1 == pytest.approx(max(
+        binary_scores(labels, scores > t).f1 for t in [*distinct, distinct[0] - 1]))
+
+
+def test_precision_recall_curve_takes_any_shape_and_bool_labels():
+    scores = np.array([[0.9, 0.1], [0.4, 0.6]])
+    labels = np.array([[True, False], [False, True]])
+    curve = precision_recall_curve(scores, labels)
+    np.testing.assert_allclose(curve.recall, [0.5, 1, 1, 1])
+    np.testing.assert_allclose(curve.precision, [1, 1, 2 / 3, 1 / 2])
+    without = precision_recall_curve([0.5, 0.2], [0, 0])  # no positive item: recall and F1 0, not NaN
+    np.testing.assert_array_equal(without.recall, [0, 0])
+    np.testing.assert_array_equal(without.f1, [0, 0])
+
+
+@pytest.mark.parametrize(
+    "scores, labels, message",
+    [
+        ([1.0, 2.0], [1], "needs as many scores as labels, at least one; got 2 and 1"),
+        ([], [], "needs as many scores as labels, at least one; got 0 and 0"),
+        ([1.0, float("nan")], [1, 0], "a score is NaN"),
+        ([1.0, 2.0], [1, 2], "labels must be 0/1 or bool, got values [1 2]"),
+    ],
+    ids=["lengths", "empty", "nan", "not-binary"],
+)
+def test_precision_recall_curve_errors(scores, labels, message):
+    with pytest.raises(ValueError, match=re.escape("precision_recall_curve: " + message)):
+        precision_recall_curve(scores, labels)
 
 
 def test_accuracy_of_a_crf_scores_its_viterbi_tags():
