@@ -128,8 +128,8 @@ def fit_feature_unit(data: Mapping[str, np.ndarray], *, seed: int, config: Mappi
                      **fit_kwargs) -> tuple[FitResult, float]:
     """The logistic unit trained on ``data`` (:func:`feature_arrays`) as :data:`FEATURE_UNIT`
     says (Adam, binary cross-entropy, parameters and data order from ``seed``), and the
-    threshold on its logit that gives the best F1 on those tokens (last names are 3% of
-    them: at P = 0.5 the unit would hardly ever say "last name").
+    threshold on its logit that gives the best F1 on those tokens (rather than P = 0.5:
+    last names are only 3% of them).
 
     ``fit_kwargs`` go to :func:`jaxdl.loop.fit` (``checkpoint_dir``, ``resume``, ``progress``,
     ``mesh``...); ``config``, saved with its checkpoints, gets the features and
