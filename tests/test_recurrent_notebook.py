@@ -48,6 +48,7 @@ def test_full_mode_settings_are_the_scripts_defaults(scripts, monkeypatch):
         "LM_TRAIN_CHARS": (char_lm, "train_chars"), "LM_EPOCHS": (char_lm, "epochs"),
         "LM_BATCH_SIZE": (char_lm, "batch_size"), "LM_LR": (char_lm, "lr"), "LM_WARMUP": (char_lm, "warmup"),
         "LM_CLIP": (char_lm, "clip"), "LM_WINDOW": (char_lm, "window"), "LM_SAMPLE": (char_lm, "end_sample"),
+        "LM_FILL_WORDS": (char_lm, "fill_words"),
     }.items():
         assert nb[name] == script.parser.get_default(flag), f"notebook 03's {name} is not {script.__name__}'s --{flag}"
     assert nb["SEED"] == char_lm.parser.get_default("seed") and nb["DTYPE"] == char_lm.parser.get_default("dtype")
