@@ -22,7 +22,7 @@ DATASETS = {
     "06_optimisation_losses": ("mnist_data_dir",),
 }
 # How many cells show a plot in quick mode, at least.
-PLOTTING_CELLS = {"01_perceptron_xor": 9, "02_convolutions_mnist": 15, "03_recurrent_networks": 2,
+PLOTTING_CELLS = {"01_perceptron_xor": 9, "02_convolutions_mnist": 15, "03_recurrent_networks": 11,
                   "04_last_names": 7, "05_scaling": 3, "06_optimisation_losses": 10}
 
 
