@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # glibc's malloc.h
 SETTINGS = {M_ARENA_MAX: 1, M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2**31 - 1}
@@ -48,7 +49,7 @@ def keep_scratch_memory_in_heap() -> bool:
 
     Does nothing (False) where the C library is not glibc or :func:`wanted` says no.
     """
-    if not wanted():
+    if not (sys.platform.startswith("linux") and wanted()):  # glibc is Linux's; macOS and Windows keep theirs
         return False
     try:
         libc = ctypes.CDLL(None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -90,8 +89,13 @@ def run_vocabulary(out: str | os.PathLike, filename: str, build: Callable[[], Vo
     return vocabulary
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MiB; None where the system does not
+    report it (Windows has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
@@ -101,7 +105,9 @@ def write_metrics(out: str | os.PathLike, metrics: dict) -> Path:
     of a multi-process run); return the path."""
     path = Path(out) / "metrics.json"
     if devices.is_main_process():
-        atomic_write(path, (json.dumps({**metrics, "peak_rss_mb": round(peak_rss_mb(), 1)}, indent=2) + "\n").encode())
+        peak = peak_rss_mb()
+        atomic_write(path, (json.dumps({**metrics, "peak_rss_mb": None if peak is None else round(peak, 1)},
+                                       indent=2) + "\n").encode())
     return path
 
 

@@ -69,6 +69,13 @@ def test_a_users_own_malloc_settings_or_the_opt_out_leave_glibc_alone(environ, e
     assert allocator.wanted(environ) is expected
 
 
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_other_systems_keep_their_own_malloc(platform, monkeypatch):
+    monkeypatch.setattr(allocator.sys, "platform", platform)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: pytest.fail("looked for glibc"))
+    assert allocator.keep_scratch_memory_in_heap() is False
+
+
 @glibc_only
 def test_a_process_whose_threads_start_before_the_import_reuses_its_scratch_memory_with_the_settings_in_its_environment():
     # Without them, JAX's threads may get those threads' arenas, where 80 MB always comes from a fresh mmap: some
