@@ -205,15 +205,16 @@ def precision_recall_curve(scores, labels) -> PrecisionRecallCurve:
     threshold, at each threshold that changes the decision, against 0/1 (or bool) ``labels``.
 
     ``scores`` and ``labels`` hold one value per item (arrays of any equal shape). With the
-    M distinct scores sorted from the highest, ``thresholds[m]`` lies halfway between the
-    m-th and the next (below the lowest one: that score minus 1), so ``scores >
+    M distinct scores sorted from the highest, ``thresholds[m]`` (float64) lies halfway between
+    the m-th and the next (below the lowest one: that score minus 1; just under the m-th where
+    the two are adjacent floats, or 1 is too small to tell), so ``scores >
     thresholds[m]`` calls positive exactly the items scoring at least the m-th distinct
     score: the first threshold calls the items of the highest score, the last calls every
     item (recall 1). Equal scores are never split: a logistic unit on a few binary
     features, say, has only a few operating points. Precision, recall and F1 are those of
     :func:`binary_scores` for that decision.
     """
-    scores, labels = np.ravel(np.asarray(scores)), np.ravel(np.asarray(labels))
+    scores, labels = np.ravel(np.asarray(scores, np.float64)), np.ravel(np.asarray(labels))
     if scores.shape != labels.shape or scores.size == 0:
         raise ValueError(
             f"precision_recall_curve: needs as many scores as labels, at least one; got {scores.size} and {labels.size}"
@@ -226,8 +227,9 @@ def precision_recall_curve(scores, labels) -> PrecisionRecallCurve:
     ranked, hits = scores[order], np.cumsum(labels[order].astype(np.int64))
     cut_after = np.append(ranked[1:] < ranked[:-1], True)  # the last of each run of equal scores
     called, correct, positives = np.arange(1, len(ranked) + 1)[cut_after], hits[cut_after], int(hits[-1])
-    lowest = ranked[cut_after]
-    thresholds = np.append((lowest[:-1] + lowest[1:]) / 2, lowest[-1] - 1)
+    lowest, below = ranked[cut_after], np.nextafter(ranked[cut_after], -np.inf)  # below: the next float down
+    # halfway to the next distinct score, but under the score called (adjacent floats round the halfway onto it)
+    thresholds = np.minimum(np.append((lowest[:-1] + lowest[1:]) / 2, lowest[-1] - 1), below)
     precision = correct / called
     recall = correct / positives if positives else np.zeros(len(called))
     return PrecisionRecallCurve(thresholds, precision, recall, 2 * correct / (called + positives))
@@ -239,8 +241,8 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     (equal scores are never split), e.g. to set a classifier's decision threshold on its
     training data when the positive class is rare. The first of the best thresholds of
     :func:`precision_recall_curve` (the strictest)."""
-    scores, labels = np.ravel(scores), np.ravel(labels)
-    if scores.shape != labels.shape or scores.size == 0:
-        raise ValueError(f"best_f1_threshold: needs as many scores as labels, at least one; got {scores.size} and {labels.size}")
-    curve = precision_recall_curve(scores, labels)
+    try:
+        curve = precision_recall_curve(scores, labels)
+    except ValueError as error:
+        raise ValueError(str(error).replace("precision_recall_curve", "best_f1_threshold", 1)) from None
     return float(curve.thresholds[np.argmax(curve.f1)])

@@ -326,7 +326,7 @@ def test_best_f1_threshold_maximises_f1_without_splitting_ties():
     # after 0.0: 6/8. Between 1.0 and 0.0: 0.5
     assert best_f1_threshold(scores, labels) == pytest.approx(0.5)
     assert best_f1_threshold(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.0)  # all positive
-    with pytest.raises(ValueError, match="as many scores as labels"):
+    with pytest.raises(ValueError, match="best_f1_threshold: needs as many scores as labels"):
         best_f1_threshold(np.array([1.0]), np.array([1, 0]))
 
 
@@ -365,6 +365,21 @@ def test_precision_recall_curve_against_brute_force(items, scale):
     assert best == curve.thresholds[np.argmax(curve.f1)]
     assert binary_scores(labels, scores > best).f1 == pytest.approx(max(
         binary_scores(labels, scores > t).f1 for t in [*distinct, distinct[0] - 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("base", [0.0, 1.0, 3e7, 1e20, -1e20])
+@pytest.mark.parametrize("ulps", [0, 1])  # an even or an odd last bit: the halfway rounds down or up
+def test_precision_recall_curve_thresholds_separate_adjacent_floats_and_large_scores(dtype, base, ulps):
+    low = dtype(base)
+    for _ in range(ulps):
+        low = np.nextafter(low, dtype(np.inf))
+    high = np.nextafter(low, dtype(np.inf))  # the two are adjacent: their halfway rounds onto one of them
+    scores = np.array([high, low, low], dtype)
+    curve = precision_recall_curve(scores, [1, 0, 1])
+    np.testing.assert_array_equal(scores > curve.thresholds[0], [True, False, False])
+    np.testing.assert_array_equal(scores > curve.thresholds[1], [True, True, True])  # lowest - 1 == lowest at 1e20
+    assert best_f1_threshold(scores, [1, 0, 1]) == curve.thresholds[1]
 
 
 def test_precision_recall_curve_takes_any_shape_and_bool_labels():
