@@ -1,10 +1,10 @@
 """Build jaxdl's documentation site: the guides, the results, the API reference and every
 lecture notebook rendered with its outputs (Sphinx with MyST-NB, as JAX, Flax and Optax build theirs).
 
-    python docs/build.py --quick                        # notebooks in quick mode: a few minutes
-    python docs/build.py                                # notebooks in full mode: the figures of results.md
-    python docs/build.py --executed runs/notebooks_full # notebooks already run by docs/notebooks/run.py
-    python docs/build.py --no-run                       # notebooks as committed, without outputs
+    .venv/bin/python docs/build.py --quick                        # notebooks in quick mode: a few minutes
+    .venv/bin/python docs/build.py                                # notebooks in full mode: the figures of results.md
+    .venv/bin/python docs/build.py --executed runs/notebooks_full # notebooks already run by docs/notebooks/run.py
+    .venv/bin/python docs/build.py --no-run                       # notebooks as committed, without outputs
 
 The site goes to OUT/html (open OUT/html/index.html; OUT is docs/_build unless --out), the
 executed notebooks to OUT/notebooks. Sphinx's warnings are errors, and every link between the
@@ -37,9 +37,8 @@ def _notebook_runner():
 def run_notebooks(folder: Path, *, quick: bool, timeout: int = 1800) -> Path:
     """Run every lecture notebook (quick or full mode) and write the executed copies to ``folder``.
     A failing notebook stops the build (SystemExit naming it); its copy keeps the outputs so far."""
-    runner = _notebook_runner()
-    if runner.main([*(["--quick"] if quick else []), "--out", str(folder), "--timeout", str(timeout)]):
-        raise SystemExit(f"a notebook failed (see above); its executed copy is in {folder}")
+    if failed := _notebook_runner().run(out=folder, quick=quick, timeout=timeout):
+        raise SystemExit(f"notebooks failed: {', '.join(failed)} (the failing cells above; the executed copies in {folder})")
     return folder
 
 

@@ -36,8 +36,7 @@ napoleon_use_ivar = True
 
 html_theme = "sphinx_book_theme"
 html_title = f"jaxdl {release}"
-html_theme_options = {"repository_url": "https://github.com/jaxdl/jaxdl", "use_repository_button": False,
-                      "show_toc_level": 2}
+html_theme_options = {"show_toc_level": 2}
 
 
 def _executed_notebook(app, docname: str, source: list[str]) -> None:

@@ -1,8 +1,8 @@
 """Run the lecture's notebooks top to bottom and keep the executed copies.
 
-    python docs/notebooks/run.py                        # full mode: docs/results.md, "Notebooks (full mode)"
-    python docs/notebooks/run.py --quick                # what CI runs: small subsets, few steps
-    python docs/notebooks/run.py 02_convolutions_mnist --out runs/notebooks
+    .venv/bin/python docs/notebooks/run.py              # full mode: docs/results.md, "Notebooks (full mode)"
+    .venv/bin/python docs/notebooks/run.py --quick      # what the tests run: small subsets, few steps
+    .venv/bin/python docs/notebooks/run.py 02_convolutions_mnist --out runs/notebooks
 
 The notebooks in docs/notebooks are committed without outputs; the executed copies, with
 their printouts and plots, go to --out. Notebooks that need a dataset read it as the
@@ -50,6 +50,24 @@ def execute(notebook: nbformat.NotebookNode, *, quick: bool, timeout: int = 1800
     return notebook
 
 
+def run(names=(), *, out: Path, quick: bool, timeout: int = 1800) -> list[str]:
+    """Run the notebooks named (default: all) and write their executed copies to ``out``, a
+    failing one's with its outputs up to the failing cell; returns the names of those that failed."""
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for path in notebook_paths(names):
+        notebook, start = nbformat.read(path, as_version=4), time.perf_counter()
+        try:
+            execute(notebook, quick=quick, timeout=timeout)
+            print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s -> {out / path.name}")
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
+            print(f"{path.name}: FAILED (outputs up to the failing cell in {out / path.name})\n{error}",
+                  file=sys.stderr)
+            failed.append(path.stem)
+        nbformat.write(notebook, out / path.name)
+    return failed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all), e.g. 01_perceptron_xor")
@@ -57,19 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/notebooks"), help="folder for the executed copies")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    failed = []
-    for path in notebook_paths(args.names):
-        notebook, start = nbformat.read(path, as_version=4), time.perf_counter()
-        try:
-            execute(notebook, quick=args.quick, timeout=args.timeout)
-            print(f"{path.name}: ran in {time.perf_counter() - start:.0f} s -> {args.out / path.name}")
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
-            print(f"{path.name}: FAILED (outputs up to the failing cell in {args.out / path.name})\n{error}",
-                  file=sys.stderr)
-            failed.append(path.name)
-        nbformat.write(notebook, args.out / path.name)
-    return 1 if failed else 0
+    return 1 if run(args.names, out=args.out, quick=args.quick, timeout=args.timeout) else 0
 
 
 if __name__ == "__main__":
