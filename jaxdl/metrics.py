@@ -214,15 +214,18 @@ def precision_recall_curve(scores, labels) -> PrecisionRecallCurve:
     features, say, has only a few operating points. Precision, recall and F1 are those of
     :func:`binary_scores` for that decision.
     """
+    return _curve(scores, labels, "precision_recall_curve")
+
+
+def _curve(scores, labels, caller: str) -> PrecisionRecallCurve:
+    """:func:`precision_recall_curve`, its input errors reported under ``caller``'s name."""
     scores, labels = np.ravel(np.asarray(scores, np.float64)), np.ravel(np.asarray(labels))
     if scores.shape != labels.shape or scores.size == 0:
-        raise ValueError(
-            f"precision_recall_curve: needs as many scores as labels, at least one; got {scores.size} and {labels.size}"
-        )
+        raise ValueError(f"{caller}: needs as many scores as labels, at least one; got {scores.size} and {labels.size}")
     if np.isnan(scores).any():
-        raise ValueError("precision_recall_curve: a score is NaN")
+        raise ValueError(f"{caller}: a score is NaN")
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"precision_recall_curve: labels must be 0/1 or bool, got values {np.unique(labels)}")
+        raise ValueError(f"{caller}: labels must be 0/1 or bool, got values {np.unique(labels)}")
     order = np.argsort(-scores, kind="stable")
     ranked, hits = scores[order], np.cumsum(labels[order].astype(np.int64))
     cut_after = np.append(ranked[1:] < ranked[:-1], True)  # the last of each run of equal scores
@@ -241,8 +244,5 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     (equal scores are never split), e.g. to set a classifier's decision threshold on its
     training data when the positive class is rare. The first of the best thresholds of
     :func:`precision_recall_curve` (the strictest)."""
-    try:
-        curve = precision_recall_curve(scores, labels)
-    except ValueError as error:
-        raise ValueError(str(error).replace("precision_recall_curve", "best_f1_threshold", 1)) from None
+    curve = _curve(scores, labels, "best_f1_threshold")
     return float(curve.thresholds[np.argmax(curve.f1)])

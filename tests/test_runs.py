@@ -1,5 +1,6 @@
 """jaxdl.runs: run folders, the settings that identify a run, and loading a saved run."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -54,14 +55,14 @@ def test_a_vocabulary_is_built_for_a_new_run_and_read_back_when_it_resumes(tmp_p
 
 def test_metrics_json_holds_the_figures_and_the_peak_memory(tmp_path):
     path = runs.write_metrics(tmp_path, {"accuracy": 0.5})
-    written = __import__("json").loads(path.read_text())
+    written = json.loads(path.read_text())
     assert written["accuracy"] == 0.5 and written["peak_rss_mb"] > 0
 
 
 def test_metrics_json_says_null_for_the_peak_memory_where_the_system_does_not_report_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: no resource module
     assert runs.peak_rss_mb() is None
-    written = __import__("json").loads(runs.write_metrics(tmp_path, {"accuracy": 0.5}).read_text())
+    written = json.loads(runs.write_metrics(tmp_path, {"accuracy": 0.5}).read_text())
     assert written == {"accuracy": 0.5, "peak_rss_mb": None}
 
 
